@@ -1,0 +1,143 @@
+//! The configuration file exactly as written: serde structs that mirror the TOML, with unknown
+//! keys rejected. Nothing here is trusted; `validate` turns it into the typed model.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub session: RawSession,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub identity: RawIdentity,
+    #[serde(default)]
+    pub upstream: Vec<RawUpstream>,
+    #[serde(default)]
+    pub route: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Vec<String>>,
+    pub threads: Option<usize>,
+    pub admin_listen: Option<String>,
+    /// Seconds a graceful shutdown waits for in-flight requests.
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawSameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawFormat {
+    Msgpack,
+    Json,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    pub cookie_name: Option<String>,
+    pub secure: Option<bool>,
+    pub same_site: Option<RawSameSite>,
+    pub domain: Option<String>,
+    pub persistent: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub absolute_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub renew_below: Option<Duration>,
+    pub format: Option<RawFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawStoreKind {
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub kind: Option<RawStoreKind>,
+    pub url: Option<String>,
+    pub key_prefix: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub command_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    /// Memory store only: the most sessions it holds.
+    pub max_sessions: Option<usize>,
+    /// Memory store only: how often expired sessions are swept.
+    #[serde(default, with = "humantime_serde")]
+    pub sweep_interval: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub issuer: Option<String>,
+    pub assertion_header: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub assertion_ttl: Option<Duration>,
+    pub signing_key_id: Option<String>,
+    pub signing_key_file: Option<String>,
+    pub signing_key_env: Option<String>,
+    /// Inline key, for demos only: the name says what it is.
+    pub insecure_signing_key: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub backends: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAuth {
+    Required,
+    Optional,
+    Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOnStoreError {
+    FailClosed,
+    ServeStale,
+    Anonymous,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub upstream: Option<String>,
+    pub auth: Option<RawAuth>,
+    pub audience: Option<String>,
+    pub login_url: Option<String>,
+    pub on_store_error: Option<RawOnStoreError>,
+}

@@ -1,0 +1,147 @@
+//! The validated configuration. Built only by `validate`, never deserialized: holding a
+//! `Config` means every rule has been checked.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::HeaderName;
+
+pub use super::file::RawOnStoreError as OnStoreError;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub session: SessionSettings,
+    pub store: StoreSettings,
+    pub identity: IdentitySettings,
+    pub upstreams: Vec<UpstreamSettings>,
+    pub routes: Vec<RouteSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: Vec<SocketAddr>,
+    pub threads: usize,
+    pub admin_listen: SocketAddr,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+/// How a session record is serialized in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFormat {
+    MessagePack,
+    Json,
+}
+
+impl RecordFormat {
+    /// The name the Redis scripts use to pick a decoder.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordFormat::MessagePack => "msgpack",
+            RecordFormat::Json => "json",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    pub name: String,
+    pub secure: bool,
+    pub same_site: SameSite,
+    pub domain: Option<String>,
+    pub persistent: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub cookie: CookieSettings,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub renew_below: Duration,
+    pub format: RecordFormat,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    Memory(MemoryStoreSettings),
+    Redis(RedisStoreSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct MemoryStoreSettings {
+    pub max_sessions: usize,
+    pub sweep_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisStoreSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub command_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// Secret key bytes; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes({} bytes)", self.0.len())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentitySettings {
+    pub issuer: String,
+    pub assertion_header: HeaderName,
+    pub assertion_ttl: Duration,
+    pub key_id: String,
+    pub signing_key: SecretBytes,
+    /// Plain headers mapped from claims, in configuration order.
+    pub headers: Vec<(HeaderName, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: String,
+    pub backends: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthPolicy {
+    Required,
+    Optional,
+    Public,
+}
+
+/// Which hosts a route answers for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    Any,
+    /// Exact host name, lower case, without port.
+    Exact(String),
+    /// `*.example.com`: any host ending in `.example.com` (stored with the leading dot).
+    Suffix(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    pub host: HostPattern,
+    pub path_prefix: String,
+    /// Index into `Config::upstreams`.
+    pub upstream: usize,
+    pub auth: AuthPolicy,
+    pub audience: String,
+    pub login_url: Option<String>,
+    pub on_store_error: OnStoreError,
+}

@@ -1,0 +1,686 @@
+//! Turns the raw file into the typed model, checking every rule and collecting every problem
+//! (with its key path and what would be valid) instead of stopping at the first.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::file::*;
+use super::model::*;
+use super::ConfigProblem;
+
+/// Default values, from DESIGN.md (OWASP ASVS L2 and the session-management cheat sheet).
+pub mod defaults {
+    use std::time::Duration;
+    pub const LISTEN: &str = "0.0.0.0:8080";
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:9091";
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+    pub const COOKIE_NAME: &str = "__Host-sid";
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+    pub const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+    pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+    pub const KEY_PREFIX: &str = "sg:";
+    pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(50);
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+    pub const MAX_SESSIONS: usize = 1_000_000;
+    pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+    pub const ISSUER: &str = "sessiongate";
+    pub const ASSERTION_HEADER: &str = "X-Sessiongate-Assertion";
+    pub const ASSERTION_TTL: Duration = Duration::from_secs(60);
+    pub const KEY_ID: &str = "k1";
+    /// HMAC keys shorter than this are refused.
+    pub const MIN_KEY_BYTES: usize = 32;
+}
+
+/// Request headers a mapped identity header may not take over: the proxy needs them, or
+/// stripping them from every request would break clients.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "cookie",
+    "set-cookie",
+    "authorization",
+    "proxy-authorization",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "x-request-id",
+    "traceparent",
+];
+
+#[derive(Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigProblem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Validates the raw file; `base` resolves relative secret file paths.
+pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
+    let mut p = Problems::default();
+    let server = check_server(&raw.server, &mut p);
+    let session = check_session(&raw.session, &mut p);
+    let store = check_store(&raw.store, &mut p);
+    let identity = check_identity(&raw.identity, base, &mut p);
+    let upstreams = check_upstreams(&raw.upstream, &mut p);
+    let routes = check_routes(&raw.route, &upstreams, &mut p);
+    if !p.0.is_empty() {
+        return Err(p.0);
+    }
+    // Every check above pushed a problem whenever it returned None.
+    match (server, session, store, identity) {
+        (Some(server), Some(session), Some(store), Some(identity)) => Ok(Config {
+            server,
+            session,
+            store,
+            identity,
+            upstreams,
+            routes,
+        }),
+        _ => Err(vec![ConfigProblem {
+            path: String::new(),
+            message: "configuration is incomplete".into(),
+        }]),
+    }
+}
+
+fn parse_addr(value: &str, path: &str, p: &mut Problems) -> Option<SocketAddr> {
+    match value.to_socket_addrs() {
+        Ok(mut addrs) => match addrs.next() {
+            Some(addr) => Some(addr),
+            None => {
+                p.add(path, format!("\"{value}\" resolves to no address"));
+                None
+            }
+        },
+        Err(e) => {
+            p.add(
+                path,
+                format!("\"{value}\" is not a host:port address ({e}); e.g. \"127.0.0.1:8080\""),
+            );
+            None
+        }
+    }
+}
+
+fn check_server(raw: &RawServer, p: &mut Problems) -> Option<ServerSettings> {
+    let listen_raw = raw
+        .listen
+        .clone()
+        .unwrap_or_else(|| vec![defaults::LISTEN.to_string()]);
+    if listen_raw.is_empty() {
+        p.add("server.listen", "needs at least one address");
+    }
+    let listen: Vec<SocketAddr> = listen_raw
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| parse_addr(a, &format!("server.listen[{i}]"), p))
+        .collect();
+    let threads = raw.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if threads == 0 || threads > 1024 {
+        p.add("server.threads", "must be between 1 and 1024");
+    }
+    let admin = parse_addr(
+        raw.admin_listen
+            .as_deref()
+            .unwrap_or(defaults::ADMIN_LISTEN),
+        "server.admin_listen",
+        p,
+    );
+    let shutdown_grace = raw.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE);
+    Some(ServerSettings {
+        listen,
+        threads,
+        admin_listen: admin?,
+        shutdown_grace,
+    })
+}
+
+/// RFC 6265 cookie-name: an RFC 7230 token.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn check_session(raw: &RawSession, p: &mut Problems) -> Option<SessionSettings> {
+    let name = raw
+        .cookie_name
+        .clone()
+        .unwrap_or_else(|| defaults::COOKIE_NAME.to_string());
+    let secure = raw.secure.unwrap_or(true);
+    let same_site = match raw.same_site.unwrap_or(RawSameSite::Lax) {
+        RawSameSite::Strict => SameSite::Strict,
+        RawSameSite::Lax => SameSite::Lax,
+        RawSameSite::None => SameSite::None,
+    };
+    if !is_token(&name) {
+        p.add(
+            "session.cookie_name",
+            format!("\"{name}\" is not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
+        );
+    }
+    if name.starts_with("__Host-") {
+        if !secure {
+            p.add(
+                "session.cookie_name",
+                "a __Host- cookie requires secure = true; use another name for plain-HTTP setups",
+            );
+        }
+        if raw.domain.is_some() {
+            p.add(
+                "session.domain",
+                "a __Host- cookie must not have a Domain; remove session.domain or rename the cookie",
+            );
+        }
+    }
+    if name.starts_with("__Secure-") && !secure {
+        p.add(
+            "session.cookie_name",
+            "a __Secure- cookie requires secure = true",
+        );
+    }
+    if same_site == SameSite::None && !secure {
+        p.add(
+            "session.same_site",
+            "same_site = \"none\" requires secure = true (browsers drop such cookies otherwise)",
+        );
+    }
+    if let Some(domain) = &raw.domain {
+        if domain.is_empty()
+            || !domain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            p.add(
+                "session.domain",
+                format!("\"{domain}\" is not a domain name"),
+            );
+        }
+    }
+    let idle = raw.idle_timeout.unwrap_or(defaults::IDLE_TIMEOUT);
+    let absolute = raw.absolute_timeout.unwrap_or(defaults::ABSOLUTE_TIMEOUT);
+    let renew_below = raw.renew_below.unwrap_or(idle / 2);
+    if idle.is_zero() {
+        p.add("session.idle_timeout", "must be greater than zero");
+    }
+    if absolute < idle {
+        p.add(
+            "session.absolute_timeout",
+            format!(
+                "must be at least session.idle_timeout ({})",
+                humantime::format_duration(idle)
+            ),
+        );
+    }
+    if renew_below >= idle && !idle.is_zero() {
+        p.add(
+            "session.renew_below",
+            format!(
+                "must be less than session.idle_timeout ({})",
+                humantime::format_duration(idle)
+            ),
+        );
+    }
+    let format = match raw.format.unwrap_or(RawFormat::Msgpack) {
+        RawFormat::Msgpack => RecordFormat::MessagePack,
+        RawFormat::Json => RecordFormat::Json,
+    };
+    Some(SessionSettings {
+        cookie: CookieSettings {
+            name,
+            secure,
+            same_site,
+            domain: raw.domain.clone(),
+            persistent: raw.persistent.unwrap_or(false),
+        },
+        idle_timeout: idle,
+        absolute_timeout: absolute,
+        renew_below,
+        format,
+    })
+}
+
+fn positive(d: Option<Duration>, default: Duration, path: &str, p: &mut Problems) -> Duration {
+    let d = d.unwrap_or(default);
+    if d.is_zero() {
+        p.add(path, "must be greater than zero");
+    }
+    d
+}
+
+fn check_store(raw: &RawStore, p: &mut Problems) -> Option<StoreSettings> {
+    match raw.kind.unwrap_or(RawStoreKind::Memory) {
+        RawStoreKind::Memory => {
+            for (set, key) in [
+                (raw.url.is_some(), "url"),
+                (raw.key_prefix.is_some(), "key_prefix"),
+                (raw.command_timeout.is_some(), "command_timeout"),
+                (raw.connect_timeout.is_some(), "connect_timeout"),
+            ] {
+                if set {
+                    p.add(
+                        format!("store.{key}"),
+                        "only applies to kind = \"redis\"; remove it or set store.kind = \"redis\"",
+                    );
+                }
+            }
+            let max_sessions = raw.max_sessions.unwrap_or(defaults::MAX_SESSIONS);
+            if max_sessions == 0 {
+                p.add("store.max_sessions", "must be greater than zero");
+            }
+            let sweep_interval = positive(
+                raw.sweep_interval,
+                defaults::SWEEP_INTERVAL,
+                "store.sweep_interval",
+                p,
+            );
+            Some(StoreSettings::Memory(MemoryStoreSettings {
+                max_sessions,
+                sweep_interval,
+            }))
+        }
+        RawStoreKind::Redis => {
+            for (set, key) in [
+                (raw.max_sessions.is_some(), "max_sessions"),
+                (raw.sweep_interval.is_some(), "sweep_interval"),
+            ] {
+                if set {
+                    p.add(
+                        format!("store.{key}"),
+                        "only applies to kind = \"memory\"; Redis expires keys itself",
+                    );
+                }
+            }
+            let url = raw
+                .url
+                .clone()
+                .unwrap_or_else(|| defaults::REDIS_URL.to_string());
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                p.add(
+                    "store.url",
+                    format!("is not a Redis URL ({e}); e.g. \"redis://127.0.0.1:6379/0\""),
+                );
+            }
+            let key_prefix = raw
+                .key_prefix
+                .clone()
+                .unwrap_or_else(|| defaults::KEY_PREFIX.to_string());
+            if key_prefix
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            {
+                p.add(
+                    "store.key_prefix",
+                    "must not contain spaces or control characters",
+                );
+            }
+            let command_timeout = positive(
+                raw.command_timeout,
+                defaults::COMMAND_TIMEOUT,
+                "store.command_timeout",
+                p,
+            );
+            let connect_timeout = positive(
+                raw.connect_timeout,
+                defaults::CONNECT_TIMEOUT,
+                "store.connect_timeout",
+                p,
+            );
+            Some(StoreSettings::Redis(RedisStoreSettings {
+                url,
+                key_prefix,
+                command_timeout,
+                connect_timeout,
+            }))
+        }
+    }
+}
+
+fn header_name(value: &str, path: &str, p: &mut Problems) -> Option<HeaderName> {
+    match HeaderName::from_bytes(value.as_bytes()) {
+        Ok(name) if RESERVED_HEADERS.contains(&name.as_str()) => {
+            p.add(
+                path,
+                format!("\"{value}\" is a header the proxy or clients need; pick another name"),
+            );
+            None
+        }
+        Ok(name) => Some(name),
+        Err(_) => {
+            p.add(path, format!("\"{value}\" is not a valid HTTP header name"));
+            None
+        }
+    }
+}
+
+fn read_key(raw: &RawIdentity, base: &Path, p: &mut Problems) -> Option<SecretBytes> {
+    let sources = [
+        raw.signing_key_file.is_some(),
+        raw.signing_key_env.is_some(),
+        raw.insecure_signing_key.is_some(),
+    ];
+    let count = sources.iter().filter(|s| **s).count();
+    if count != 1 {
+        p.add(
+            "identity",
+            "set exactly one of signing_key_file, signing_key_env or insecure_signing_key",
+        );
+        return None;
+    }
+    let (path, bytes) = if let Some(file) = &raw.signing_key_file {
+        let full = base.join(file);
+        match std::fs::read(&full) {
+            Ok(mut bytes) => {
+                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    bytes.pop();
+                }
+                ("identity.signing_key_file", bytes)
+            }
+            Err(e) => {
+                p.add(
+                    "identity.signing_key_file",
+                    format!("cannot read {}: {e}", full.display()),
+                );
+                return None;
+            }
+        }
+    } else if let Some(var) = &raw.signing_key_env {
+        match std::env::var(var) {
+            Ok(value) => ("identity.signing_key_env", value.into_bytes()),
+            Err(_) => {
+                p.add(
+                    "identity.signing_key_env",
+                    format!("environment variable {var} is not set (or not UTF-8)"),
+                );
+                return None;
+            }
+        }
+    } else {
+        let inline = raw.insecure_signing_key.clone().unwrap_or_default();
+        ("identity.insecure_signing_key", inline.into_bytes())
+    };
+    if bytes.len() < defaults::MIN_KEY_BYTES {
+        p.add(
+            path,
+            format!(
+                "the signing key has {} bytes; HS256 keys need at least {}",
+                bytes.len(),
+                defaults::MIN_KEY_BYTES
+            ),
+        );
+        return None;
+    }
+    Some(SecretBytes(bytes))
+}
+
+fn check_identity(raw: &RawIdentity, base: &Path, p: &mut Problems) -> Option<IdentitySettings> {
+    let issuer = raw
+        .issuer
+        .clone()
+        .unwrap_or_else(|| defaults::ISSUER.to_string());
+    if issuer.is_empty() {
+        p.add("identity.issuer", "must not be empty");
+    }
+    let assertion_header = header_name(
+        raw.assertion_header
+            .as_deref()
+            .unwrap_or(defaults::ASSERTION_HEADER),
+        "identity.assertion_header",
+        p,
+    );
+    let assertion_ttl = positive(
+        raw.assertion_ttl,
+        defaults::ASSERTION_TTL,
+        "identity.assertion_ttl",
+        p,
+    );
+    if assertion_ttl > Duration::from_secs(3600) {
+        p.add(
+            "identity.assertion_ttl",
+            "must be at most 1h: an assertion is a short-lived proof, not a session",
+        );
+    }
+    let key_id = raw
+        .signing_key_id
+        .clone()
+        .unwrap_or_else(|| defaults::KEY_ID.to_string());
+    if key_id.is_empty()
+        || key_id
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b'"' || b == b'\\')
+    {
+        p.add(
+            "identity.signing_key_id",
+            "must be a non-empty name without quotes, backslashes or control characters",
+        );
+    }
+    let signing_key = read_key(raw, base, p);
+    let mut seen: HashSet<String> = HashSet::new();
+    if let Some(h) = &assertion_header {
+        seen.insert(h.as_str().to_string());
+    }
+    let mut headers = Vec::new();
+    for (name, claim) in &raw.headers {
+        let path = format!("identity.headers.\"{name}\"");
+        let Some(header) = header_name(name, &path, p) else {
+            continue;
+        };
+        if !seen.insert(header.as_str().to_string()) {
+            p.add(
+                &path,
+                "names a header that is already mapped (names are case-insensitive)",
+            );
+            continue;
+        }
+        if claim.is_empty() {
+            p.add(&path, "must name a claim, e.g. \"sub\" or \"email\"");
+            continue;
+        }
+        headers.push((header, claim.clone()));
+    }
+    Some(IdentitySettings {
+        issuer,
+        assertion_header: assertion_header?,
+        assertion_ttl,
+        key_id,
+        signing_key: signing_key?,
+        headers,
+    })
+}
+
+fn check_upstreams(raw: &[RawUpstream], p: &mut Problems) -> Vec<UpstreamSettings> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, up) in raw.iter().enumerate() {
+        let path = format!("upstream[{i}]");
+        let name = match &up.name {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ => {
+                p.add(format!("{path}.name"), "every upstream needs a name");
+                continue;
+            }
+        };
+        if !names.insert(name.clone()) {
+            p.add(
+                format!("{path}.name"),
+                format!("upstream \"{name}\" is defined twice"),
+            );
+        }
+        if up.backends.is_empty() {
+            p.add(
+                format!("{path}.backends"),
+                "needs at least one backend, e.g. [\"127.0.0.1:8000\"]",
+            );
+        }
+        let backends = up
+            .backends
+            .iter()
+            .enumerate()
+            .filter_map(|(j, b)| parse_addr(b, &format!("{path}.backends[{j}]"), p))
+            .collect();
+        out.push(UpstreamSettings { name, backends });
+    }
+    out
+}
+
+fn host_pattern(value: &str, path: &str, p: &mut Problems) -> Option<HostPattern> {
+    let lower = value.to_ascii_lowercase();
+    if lower == "*" {
+        return Some(HostPattern::Any);
+    }
+    let (pattern, name) = match lower.strip_prefix("*.") {
+        Some(rest) => (HostPattern::Suffix(format!(".{rest}")), rest.to_string()),
+        None => (HostPattern::Exact(lower.clone()), lower.clone()),
+    };
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !valid {
+        p.add(
+            path,
+            format!("\"{value}\" is not a host pattern; use \"*\", \"app.example.com\" or \"*.example.com\""),
+        );
+        return None;
+    }
+    Some(pattern)
+}
+
+fn check_routes(
+    raw: &[RawRoute],
+    upstreams: &[UpstreamSettings],
+    p: &mut Problems,
+) -> Vec<RouteSettings> {
+    if raw.is_empty() {
+        p.add("route", "needs at least one [[route]]");
+    }
+    let mut out: Vec<RouteSettings> = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, r) in raw.iter().enumerate() {
+        let path = format!("route[{i}]");
+        let host = host_pattern(r.host.as_deref().unwrap_or("*"), &format!("{path}.host"), p);
+        let prefix = r.path_prefix.clone().unwrap_or_else(|| "/".to_string());
+        if !prefix.starts_with('/') || prefix.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            p.add(
+                format!("{path}.path_prefix"),
+                format!(
+                    "\"{prefix}\" must start with '/' and contain no spaces or control characters"
+                ),
+            );
+        }
+        let upstream = match &r.upstream {
+            None => {
+                p.add(format!("{path}.upstream"), "every route needs an upstream");
+                None
+            }
+            Some(name) => match upstreams.iter().position(|u| &u.name == name) {
+                Some(idx) => Some(idx),
+                None => {
+                    let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                    p.add(
+                        format!("{path}.upstream"),
+                        format!("no upstream named \"{name}\"; defined: {known:?}"),
+                    );
+                    None
+                }
+            },
+        };
+        let auth = match r.auth.unwrap_or(RawAuth::Required) {
+            RawAuth::Required => AuthPolicy::Required,
+            RawAuth::Optional => AuthPolicy::Optional,
+            RawAuth::Public => AuthPolicy::Public,
+        };
+        if let Some(url) = &r.login_url {
+            if auth != AuthPolicy::Required {
+                p.add(
+                    format!("{path}.login_url"),
+                    "only applies to auth = \"required\" routes",
+                );
+            }
+            let relative = url.starts_with('/') && !url.starts_with("//");
+            let absolute = url.starts_with("https://") || url.starts_with("http://");
+            if !(relative || absolute) || url.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+                p.add(
+                    format!("{path}.login_url"),
+                    format!("\"{url}\" must be a path (\"/login\") or an http(s) URL"),
+                );
+            }
+        }
+        let audience = r
+            .audience
+            .clone()
+            .or_else(|| upstream.map(|u| upstreams[u].name.clone()))
+            .unwrap_or_default();
+        if r.audience.as_deref() == Some("") {
+            p.add(format!("{path}.audience"), "must not be empty");
+        }
+        let on_store_error = r.on_store_error.unwrap_or(match auth {
+            AuthPolicy::Required => OnStoreError::FailClosed,
+            AuthPolicy::Optional | AuthPolicy::Public => OnStoreError::Anonymous,
+        });
+        let (Some(host), Some(upstream)) = (host, upstream) else {
+            continue;
+        };
+        if !seen.insert((host.clone(), prefix.clone())) {
+            p.add(
+                format!("{path}.path_prefix"),
+                format!("another route already has host {host:?} and path_prefix \"{prefix}\""),
+            );
+        }
+        out.push(RouteSettings {
+            host,
+            path_prefix: prefix,
+            upstream,
+            auth,
+            audience,
+            login_url: r.login_url.clone(),
+            on_store_error,
+        });
+    }
+    check_login_loops(&out, p);
+    out
+}
+
+/// A relative `login_url` served by a `required` route would redirect to itself forever.
+fn check_login_loops(routes: &[RouteSettings], p: &mut Problems) {
+    let table = crate::routing::RouteTable::new(routes.to_vec());
+    for (i, route) in routes.iter().enumerate() {
+        let Some(url) = route.login_url.as_deref().filter(|u| u.starts_with('/')) else {
+            continue;
+        };
+        let path = url.split(['?', '#']).next().unwrap_or(url);
+        let host = match &route.host {
+            HostPattern::Exact(h) => h.clone(),
+            HostPattern::Suffix(s) => format!("any{s}"),
+            HostPattern::Any => String::new(),
+        };
+        if let Some(target) = table.find(&host, path.as_bytes()) {
+            if routes[target].auth == AuthPolicy::Required {
+                p.add(
+                    format!("route[{i}].login_url"),
+                    format!(
+                        "\"{url}\" is served by route[{target}], which requires a session: browsers would be redirected forever; add a public route for it"
+                    ),
+                );
+            }
+        }
+    }
+}

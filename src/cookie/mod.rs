@@ -1,0 +1,8 @@
+//! The session cookie: finding it among the request's cookies (and taking it out of what goes
+//! upstream), and writing the Set-Cookie that issues or clears it.
+
+mod parse;
+mod set_cookie;
+
+pub use parse::{scan, CookieScan, SessionCookie};
+pub use set_cookie::CookieWriter;

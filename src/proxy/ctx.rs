@@ -1,0 +1,84 @@
+//! Per-request state shared by the proxy phases.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::state::GatewayState;
+use crate::cookie::SessionCookie;
+use crate::session::ActiveSession;
+
+/// How the session lookup of a request ended, for the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lookup {
+    /// No lookup: public route, or no cookie.
+    #[default]
+    Skipped,
+    Found,
+    NotFound,
+    Expired,
+    /// The cookie was malformed or duplicated: no store call.
+    Invalid,
+    StoreError,
+}
+
+impl Lookup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lookup::Skipped => "skipped",
+            Lookup::Found => "found",
+            Lookup::NotFound => "not_found",
+            Lookup::Expired => "expired",
+            Lookup::Invalid => "invalid",
+            Lookup::StoreError => "store_error",
+        }
+    }
+}
+
+pub struct RequestCtx {
+    pub started: Instant,
+    pub state: Option<Arc<GatewayState>>,
+    pub route: Option<usize>,
+    pub cookie: SessionCookie,
+    /// The Cookie header to send upstream instead of the inbound ones, when it must change.
+    pub forwarded_cookie: Option<Vec<u8>>,
+    pub session: Option<ActiveSession>,
+    pub lookup: Lookup,
+    /// The response should tell the browser to drop its session cookie.
+    pub clear_cookie: bool,
+    /// Inbound headers removed from the protected namespace.
+    pub stripped: usize,
+    /// Upstream selection: the round-robin start and how many backends were tried.
+    pub first_backend: Option<usize>,
+    pub attempts: usize,
+}
+
+impl RequestCtx {
+    pub fn new() -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            state: None,
+            route: None,
+            cookie: SessionCookie::Absent,
+            forwarded_cookie: None,
+            session: None,
+            lookup: Lookup::Skipped,
+            clear_cookie: false,
+            stripped: 0,
+            first_backend: None,
+            attempts: 0,
+        }
+    }
+
+    /// The state this request runs on; set first thing in `request_filter`.
+    pub fn state(&self) -> Arc<GatewayState> {
+        self.state
+            .clone()
+            .expect("request_filter sets the state before any other phase")
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

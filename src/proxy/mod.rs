@@ -1,0 +1,111 @@
+//! The Pingora proxy: `Gateway` implements `ProxyHttp` with one short call per phase; the
+//! phases live in their own files as functions of headers, clock and context.
+
+mod ctx;
+mod logging;
+mod request_filter;
+mod respond;
+mod response_filter;
+mod state;
+mod upstream_peer;
+mod upstream_request_filter;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::{Error, Result};
+
+pub use ctx::{Lookup, RequestCtx};
+pub use request_filter::{login_location, unauthenticated, wants_html, Admission};
+pub use respond::LocalResponse;
+pub use state::GatewayState;
+
+use crate::config::Config;
+use crate::session::{SessionStore, StoreError};
+
+/// The session gateway: the current configuration's state and the shared session store.
+pub struct Gateway {
+    state: ArcSwap<GatewayState>,
+    store: Arc<dyn SessionStore>,
+}
+
+impl Gateway {
+    /// Builds the gateway and its store from a validated configuration.
+    pub fn new(config: Config) -> Result<Self, StoreError> {
+        let store = crate::session::build_store(&config.store, &config.session)?;
+        Ok(Self::with_store(config, store))
+    }
+
+    pub fn with_store(config: Config, store: Arc<dyn SessionStore>) -> Self {
+        Gateway {
+            state: ArcSwap::from_pointee(GatewayState::new(config, store.clone())),
+            store,
+        }
+    }
+
+    /// The state new requests run on.
+    pub fn current(&self) -> Arc<GatewayState> {
+        self.state.load_full()
+    }
+
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        request_filter::run(self, session, ctx).await
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        upstream_peer::select(ctx)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        upstream_peer::retry_connect(ctx, e)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_request_filter::run(upstream_request, ctx)
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        response_filter::run(upstream_response, ctx).await
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        logging::run(session, error, ctx);
+    }
+}

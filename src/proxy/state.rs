@@ -1,0 +1,46 @@
+//! Everything a request needs from one configuration, built once per (re)load. Requests hold
+//! an `Arc` to the state they started with, so a reload never changes a request mid-flight.
+
+use std::sync::Arc;
+
+use http::HeaderName;
+
+use crate::config::Config;
+use crate::cookie::CookieWriter;
+use crate::identity::{ProtectedNamespace, Signer};
+use crate::routing::RouteTable;
+use crate::session::{SessionStore, Sessions};
+use crate::upstream::Pools;
+
+pub struct GatewayState {
+    pub config: Config,
+    pub routes: RouteTable,
+    pub pools: Pools,
+    pub namespace: ProtectedNamespace,
+    pub signer: Signer,
+    pub cookies: CookieWriter,
+    pub sessions: Sessions,
+}
+
+impl GatewayState {
+    pub fn new(config: Config, store: Arc<dyn SessionStore>) -> Self {
+        let identity = &config.identity;
+        let protected: Vec<&HeaderName> = std::iter::once(&identity.assertion_header)
+            .chain(identity.headers.iter().map(|(name, _)| name))
+            .collect();
+        GatewayState {
+            routes: RouteTable::new(config.routes.clone()),
+            pools: Pools::new(&config.upstreams),
+            namespace: ProtectedNamespace::new(protected),
+            signer: Signer::new(
+                &identity.issuer,
+                &identity.key_id,
+                &identity.signing_key.0,
+                identity.assertion_ttl.as_secs(),
+            ),
+            cookies: CookieWriter::new(config.session.cookie.clone()),
+            sessions: Sessions::new(store, config.session.clone()),
+            config,
+        }
+    }
+}

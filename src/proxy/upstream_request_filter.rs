@@ -1,0 +1,42 @@
+//! The request as the upstream sees it: the session cookie taken out of `Cookie`, the signed
+//! assertion and the claim-mapped headers put in.
+
+use http::header::COOKIE;
+use http::HeaderValue;
+use pingora::http::RequestHeader;
+use pingora::Result;
+
+use super::ctx::RequestCtx;
+use crate::identity::claim_header_value;
+use crate::session::lifecycle::now_ms;
+
+pub fn run(upstream_request: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    if let Some(forwarded) = ctx.forwarded_cookie.take() {
+        upstream_request.remove_header(&COOKIE);
+        if !forwarded.is_empty() {
+            upstream_request.insert_header(COOKIE, forwarded)?;
+        }
+    }
+    let (Some(active), Some(route)) = (&ctx.session, ctx.route) else {
+        return Ok(());
+    };
+    let state = ctx.state();
+    let identity = &state.config.identity;
+    let audience = &state.routes.get(route).audience;
+    let claims = state
+        .signer
+        .claims(&active.record, &active.key, audience, now_ms() / 1000);
+    upstream_request.insert_header(
+        identity.assertion_header.clone(),
+        state.signer.sign(&claims),
+    )?;
+    for (name, claim) in &identity.headers {
+        if let Some(value) = claim_header_value(&active.record, claim) {
+            // Sanitised: no control characters, so the value is always a valid header value.
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                upstream_request.insert_header(name.clone(), value)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! The store interface every backend implements, and its errors.
+//!
+//! The store knows sessions only by `StoreKey` (the hash of the id) and keeps a per-user set of
+//! them. Every method is one logical operation with its own deadline; the decisions of *when*
+//! to call them live in `lifecycle` and `sessions`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::id::StoreKey;
+use super::record::{RecordDecodeError, SessionRecord};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the session store did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the session store is unreachable: {0}")]
+    Unavailable(String),
+    #[error("the session store refused the command: {0}")]
+    Command(String),
+    #[error(transparent)]
+    Corrupt(#[from] RecordDecodeError),
+    #[error("the session store is full ({0} sessions); raise store.max_sessions")]
+    Full(usize),
+    #[error("a session with this key already exists")]
+    Exists,
+}
+
+impl StoreError {
+    /// A short, stable name for logs and metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Timeout(_) => "timeout",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Command(_) => "command",
+            StoreError::Corrupt(_) => "corrupt",
+            StoreError::Full(_) => "full",
+            StoreError::Exists => "exists",
+        }
+    }
+}
+
+/// What a compare-and-set did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// The stored version matched; the new record is stored.
+    Written,
+    /// Someone wrote in between; nothing changed.
+    Conflict,
+    /// The session no longer exists; nothing was (re)created.
+    Missing,
+}
+
+/// A session store. `now` is Unix milliseconds, used to compute key TTLs (and, for the memory
+/// store, expiry).
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// The record under `key`, or `None` when there is none (or it has expired).
+    async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Stores a new session and adds it to its user's set. Never overwrites an existing key.
+    async fn create(
+        &self,
+        key: &StoreKey,
+        record: &SessionRecord,
+        now: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the record only if the stored one has version `expected`. Never recreates a
+    /// key that is gone.
+    async fn compare_and_set(
+        &self,
+        key: &StoreKey,
+        expected: u64,
+        record: &SessionRecord,
+        now: u64,
+    ) -> Result<CasOutcome, StoreError>;
+
+    /// Removes one session (and, when `sub` is known, its entry in the user's set). Returns
+    /// whether it existed.
+    async fn destroy(&self, key: &StoreKey, sub: Option<&str>) -> Result<bool, StoreError>;
+
+    /// Removes every session of `sub`; returns how many existed.
+    async fn destroy_user(&self, sub: &str) -> Result<usize, StoreError>;
+
+    /// The live sessions of `sub`, pruning stale members of the user's set on the way.
+    async fn user_sessions(&self, sub: &str, now: u64) -> Result<Vec<StoreKey>, StoreError>;
+
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Periodic housekeeping (the memory store sweeps expired sessions). Returns how many
+    /// entries it removed.
+    async fn maintain(&self, _now: u64) -> usize {
+        0
+    }
+}
+
+/// Milliseconds a key should live: until the record's earlier deadline, at least 1 ms.
+pub fn ttl_ms(record: &SessionRecord, now: u64) -> u64 {
+    record.expires_at().saturating_sub(now).max(1)
+}
