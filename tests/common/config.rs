@@ -1,0 +1,124 @@
+//! Test configurations: the sample of DESIGN.md with short timeouts and test ports, adjustable
+//! per test.
+
+use std::net::SocketAddr;
+
+pub const KEY: &str = "test-signing-key-0123456789abcdefghijklmnop";
+pub const COOKIE: &str = "__Host-sid";
+
+#[derive(Debug, Clone)]
+pub struct TestConfig {
+    pub redis_url: Option<String>,
+    pub key_prefix: String,
+    pub upstreams: Vec<SocketAddr>,
+    pub idle_timeout: String,
+    pub absolute_timeout: String,
+    pub renew_below: Option<String>,
+    pub format: &'static str,
+    pub command_timeout: String,
+    /// Extra `[[route]]` tables, placed before the catch-all route.
+    pub routes: Vec<String>,
+    /// The catch-all route's auth policy and extra lines.
+    pub default_route: String,
+}
+
+impl TestConfig {
+    pub fn memory(upstream: SocketAddr) -> Self {
+        TestConfig {
+            redis_url: None,
+            key_prefix: "sg:".into(),
+            upstreams: vec![upstream],
+            idle_timeout: "30m".into(),
+            absolute_timeout: "12h".into(),
+            renew_below: None,
+            format: "msgpack",
+            command_timeout: "200ms".into(),
+            routes: Vec::new(),
+            default_route: "auth = \"required\"".into(),
+        }
+    }
+
+    pub fn redis(upstream: SocketAddr, url: String) -> Self {
+        TestConfig {
+            redis_url: Some(url),
+            ..Self::memory(upstream)
+        }
+    }
+
+    pub fn timeouts(mut self, idle: &str, absolute: &str, renew_below: Option<&str>) -> Self {
+        self.idle_timeout = idle.into();
+        self.absolute_timeout = absolute.into();
+        self.renew_below = renew_below.map(String::from);
+        self
+    }
+
+    pub fn route(mut self, table: &str) -> Self {
+        self.routes.push(table.to_string());
+        self
+    }
+
+    /// The standard test routes: `/login` and `/public` public, `/opt` optional, `/` required.
+    pub fn standard_routes(self) -> Self {
+        self.route("path_prefix = \"/login\"\nauth = \"public\"")
+            .route("path_prefix = \"/public\"\nauth = \"public\"")
+            .route("path_prefix = \"/opt\"\nauth = \"optional\"")
+    }
+
+    pub fn to_toml(&self) -> String {
+        let store = match &self.redis_url {
+            Some(url) => format!(
+                "kind = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{}\"\ncommand_timeout = \"{}\"\nconnect_timeout = \"200ms\"",
+                self.key_prefix, self.command_timeout
+            ),
+            None => "kind = \"memory\"".to_string(),
+        };
+        let renew = self
+            .renew_below
+            .as_ref()
+            .map(|r| format!("renew_below = \"{r}\"\n"))
+            .unwrap_or_default();
+        let backends: Vec<String> = self.upstreams.iter().map(|a| format!("\"{a}\"")).collect();
+        let mut text = format!(
+            r#"[server]
+listen = ["127.0.0.1:{{port}}"]
+threads = 2
+admin_listen = "127.0.0.1:{{admin_port}}"
+
+[session]
+cookie_name = "{COOKIE}"
+idle_timeout = "{idle}"
+absolute_timeout = "{absolute}"
+{renew}format = "{format}"
+
+[store]
+{store}
+
+[identity]
+issuer = "sessiongate"
+signing_key_id = "k1"
+insecure_signing_key = "{KEY}"
+
+[identity.headers]
+"X-Auth-User" = "sub"
+"X-Auth-Email" = "email"
+"X-Auth-Roles" = "roles"
+
+[[upstream]]
+name = "app"
+backends = [{backends}]
+"#,
+            idle = self.idle_timeout,
+            absolute = self.absolute_timeout,
+            format = self.format,
+            backends = backends.join(", "),
+        );
+        for route in &self.routes {
+            text.push_str(&format!("\n[[route]]\nupstream = \"app\"\n{route}\n"));
+        }
+        text.push_str(&format!(
+            "\n[[route]]\npath_prefix = \"/\"\nupstream = \"app\"\naudience = \"app\"\n{}\n",
+            self.default_route
+        ));
+        text
+    }
+}

@@ -1,0 +1,173 @@
+//! Child processes: redis-server and sessiongate, on ephemeral ports, killed on drop.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago (bind to port 0, read it, release it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral port")
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str, log: Option<&PathBuf>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let logs = log.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+            panic!("{what} exited with {status} before listening on {port}:\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not listen on port {port} within 20 s");
+}
+
+/// A real `redis-server` on an ephemeral port, with persistence off.
+pub struct RedisServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = free_port();
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (the README's test command installs it)");
+        wait_for_port(port, &mut child, "redis-server", None);
+        RedisServer { port, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("connects to the test redis")
+    }
+
+    /// Calls of one command so far, from `INFO commandstats` (e.g. "get", "evalsha").
+    pub fn command_calls(&self, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection())
+            .expect("INFO works");
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Every command executed so far, summed.
+    pub fn total_calls(&self) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection())
+            .expect("INFO works");
+        info.lines()
+            .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+            .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Stops the server for good (a dead store).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The real `sessiongate` binary running a test configuration.
+pub struct Proxy {
+    pub port: u16,
+    pub admin_port: u16,
+    pub dir: tempfile::TempDir,
+    log: PathBuf,
+    child: Child,
+}
+
+impl Proxy {
+    /// Starts the binary with this configuration text (`{port}` and `{admin_port}` are filled
+    /// in) and waits until it listens.
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let admin_port = free_port();
+        let text = config
+            .replace("{port}", &port.to_string())
+            .replace("{admin_port}", &admin_port.to_string());
+        let path = dir.path().join("sessiongate.toml");
+        std::fs::File::create(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .expect("writes config");
+        let log = dir.path().join("sessiongate.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "debug")
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
+            .spawn()
+            .expect("sessiongate starts");
+        wait_for_port(port, &mut child, "sessiongate", Some(&log));
+        Proxy { port, admin_port, dir, log, child }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.admin_port, path)
+    }
+
+    /// Everything the proxy has logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Log lines that contain `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        std::fs::File::open(&self.log)
+            .map(|f| {
+                BufReader::new(f)
+                    .lines()
+                    .map_while(Result::ok)
+                    .filter(|l| l.contains(needle))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- sessiongate log ---\n{}", self.logs());
+        }
+    }
+}
