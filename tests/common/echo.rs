@@ -64,9 +64,16 @@ async fn handle(State(state): State<EchoState>, req: Request) -> Response<Body> 
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let mut builder = Response::builder().status(200).header("content-type", "application/json");
+    let mut builder = Response::builder()
+        .status(200)
+        .header("content-type", "application/json");
     for (name, value) in req.headers() {
         if let Some(target) = name.as_str().strip_prefix("x-echo-set-") {
             if let (Ok(n), Ok(v)) = (
@@ -98,12 +105,15 @@ async fn handle(State(state): State<EchoState>, req: Request) -> Response<Body> 
 impl EchoUpstream {
     /// Starts on 127.0.0.1 on an ephemeral port, inside the current tokio runtime.
     pub async fn start(name: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
         let addr = listener.local_addr().expect("has an address");
         let hits = Arc::new(AtomicUsize::new(0));
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(EchoState { name: name.to_string(), hits: hits.clone() });
+        let app = axum::Router::new().fallback(handle).with_state(EchoState {
+            name: name.to_string(),
+            hits: hits.clone(),
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -67,3 +67,27 @@ pub async fn eventually(timeout: std::time::Duration, mut check: impl FnMut() ->
     }
     check()
 }
+
+/// Sends raw bytes as one HTTP/1.1 request (with `Connection: close`) and returns the status
+/// code and the whole response text. For requests an HTTP client would normalise first
+/// (dot segments, odd header names).
+pub async fn raw_request(port: u16, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connects to the proxy");
+    stream.write_all(request.as_bytes()).await.expect("writes");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut buf),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}

@@ -22,7 +22,9 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str, log: Option<&PathBuf>
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            let logs = log.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+            let logs = log
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
             panic!("{what} exited with {status} before listening on {port}:\n{logs}");
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -40,7 +42,16 @@ impl RedisServer {
     pub fn start() -> Self {
         let port = free_port();
         let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -81,7 +92,14 @@ impl RedisServer {
             .expect("INFO works");
         info.lines()
             .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
-            .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
             .sum()
     }
 
@@ -132,7 +150,13 @@ impl Proxy {
             .spawn()
             .expect("sessiongate starts");
         wait_for_port(port, &mut child, "sessiongate", Some(&log));
-        Proxy { port, admin_port, dir, log, child }
+        Proxy {
+            port,
+            admin_port,
+            dir,
+            log,
+            child,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
