@@ -6,7 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::config::{COOKIE, KEY};
-use common::{client, headers, set_cookie_value, set_cookies, Echo, EchoUpstream, Proxy, RedisServer, TestConfig};
+use common::{
+    client, headers, set_cookie_value, set_cookies, Echo, EchoUpstream, Proxy, RedisServer,
+    TestConfig,
+};
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
@@ -30,7 +33,9 @@ struct Reply {
 
 impl Reply {
     fn echo(&self) -> &Echo {
-        self.echo.as_ref().expect("the request reached the upstream")
+        self.echo
+            .as_ref()
+            .expect("the request reached the upstream")
     }
     fn session_cookie(&self) -> Option<String> {
         set_cookie_value(&self.headers, COOKIE)
@@ -56,7 +61,12 @@ impl Fixture {
             config.format = "json";
         }
         let proxy = Proxy::start(&adjust(config).to_toml());
-        Fixture { redis, upstream, proxy, http: client() }
+        Fixture {
+            redis,
+            upstream,
+            proxy,
+            http: client(),
+        }
     }
 
     async fn request(&self, path: &str, cookie: Option<&str>, extra: &[(&str, &str)]) -> Reply {
@@ -76,19 +86,31 @@ impl Fixture {
         let headers = resp.headers().clone();
         let body = resp.bytes().await.unwrap_or_default();
         let echo = serde_json::from_slice::<Echo>(&body).ok();
-        Reply { status, headers, echo }
+        Reply {
+            status,
+            headers,
+            echo,
+        }
     }
 
     /// Logs `sub` in through the public /login route, carrying `cookie` if given.
     async fn login_with(&self, login_json: &str, cookie: Option<&str>) -> Reply {
-        self.request("/login", cookie, &[("x-echo-set-x-sessiongate-login", login_json)]).await
+        self.request(
+            "/login",
+            cookie,
+            &[("x-echo-set-x-sessiongate-login", login_json)],
+        )
+        .await
     }
 
     async fn login(&self, sub: &str) -> String {
-        let json = format!(r#"{{"sub":"{sub}","email":"{sub}@example.com","roles":["admin","dev"]}}"#);
+        let json =
+            format!(r#"{{"sub":"{sub}","email":"{sub}@example.com","roles":["admin","dev"]}}"#);
         let reply = self.login_with(&json, None).await;
         assert_eq!(reply.status, StatusCode::OK);
-        reply.session_cookie().expect("login sets the session cookie")
+        reply
+            .session_cookie()
+            .expect("login sets the session cookie")
     }
 
     fn stored(&self, cookie: &str, format: RecordFormat) -> Option<SessionRecord> {
@@ -114,7 +136,12 @@ fn verify(token: &str) -> Value {
 fn assertion(reply: &Reply) -> Value {
     let echo = reply.echo();
     let tokens = echo.all("x-sessiongate-assertion");
-    assert_eq!(tokens.len(), 1, "exactly one assertion upstream: {:?}", echo.headers);
+    assert_eq!(
+        tokens.len(),
+        1,
+        "exactly one assertion upstream: {:?}",
+        echo.headers
+    );
     verify(tokens[0])
 }
 
@@ -122,24 +149,35 @@ async fn full_lifecycle(store: Store) {
     let fx = Fixture::start(store, |c| c).await;
 
     // Without a session an API client is refused, and the upstream never sees the request.
-    let anon = fx.request("/", None, &[("accept", "application/json")]).await;
+    let anon = fx
+        .request("/", None, &[("accept", "application/json")])
+        .await;
     assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
     assert_eq!(fx.upstream.hits(), 0);
 
     // Login: the app answers with the control header; the client gets a cookie, not the header.
     let reply = fx
-        .login_with(r#"{"sub":"alice","email":"alice@example.com","roles":["admin","dev"]}"#, None)
+        .login_with(
+            r#"{"sub":"alice","email":"alice@example.com","roles":["admin","dev"]}"#,
+            None,
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     let cookie = reply.session_cookie().expect("a session cookie");
-    assert!(SessionId::parse(cookie.as_bytes()).is_some(), "a 43-char id: {cookie}");
+    assert!(
+        SessionId::parse(cookie.as_bytes()).is_some(),
+        "a 43-char id: {cookie}"
+    );
     let set_cookie = &set_cookies(&reply.headers)[0];
     for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
         assert!(set_cookie.contains(attr), "{set_cookie} lacks {attr}");
     }
     assert_eq!(reply.headers.get("cache-control").unwrap(), "no-store");
     assert!(
-        !reply.headers.keys().any(|k| k.as_str().starts_with("x-sessiongate")),
+        !reply
+            .headers
+            .keys()
+            .any(|k| k.as_str().starts_with("x-sessiongate")),
         "control headers reached the client: {:?}",
         reply.headers
     );
@@ -147,8 +185,19 @@ async fn full_lifecycle(store: Store) {
     // With the cookie: identity headers and a valid assertion upstream; the session cookie is
     // taken out of Cookie, other cookies pass.
     let mut h = headers(&[]);
-    h.append("cookie", format!("theme=dark; {COOKIE}={cookie}; lang=en").parse().unwrap());
-    let resp = fx.http.get(fx.proxy.url("/app")).headers(h).send().await.unwrap();
+    h.append(
+        "cookie",
+        format!("theme=dark; {COOKIE}={cookie}; lang=en")
+            .parse()
+            .unwrap(),
+    );
+    let resp = fx
+        .http
+        .get(fx.proxy.url("/app"))
+        .headers(h)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let echo: Echo = resp.json().await.unwrap();
     assert_eq!(echo.get("x-auth-user"), Some("alice"));
@@ -160,12 +209,28 @@ async fn full_lifecycle(store: Store) {
     assert_eq!(claims["email"], "alice@example.com");
     let sid = claims["sid"].as_str().unwrap();
     assert_ne!(sid, cookie, "the assertion must never carry the session id");
-    assert_eq!(sid, SessionId::parse(cookie.as_bytes()).unwrap().store_key().as_str());
-    assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 60);
+    assert_eq!(
+        sid,
+        SessionId::parse(cookie.as_bytes())
+            .unwrap()
+            .store_key()
+            .as_str()
+    );
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        60
+    );
 
     // Update: merged into the claims the next request carries; null deletes.
     let upd = fx
-        .request("/", Some(&cookie), &[("x-echo-set-x-sessiongate-update", r#"{"display_name":"Al","email":null}"#)])
+        .request(
+            "/",
+            Some(&cookie),
+            &[(
+                "x-echo-set-x-sessiongate-update",
+                r#"{"display_name":"Al","email":null}"#,
+            )],
+        )
         .await;
     assert_eq!(upd.status, StatusCode::OK);
     assert!(upd.session_cookie().is_none(), "an update keeps the cookie");
@@ -177,16 +242,33 @@ async fn full_lifecycle(store: Store) {
     assert!(after.echo().get("x-auth-email").is_none());
 
     // Logout: the cookie is cleared and the old id is refused from now on.
-    let out = fx.request("/", Some(&cookie), &[("x-echo-set-x-sessiongate-logout", "current")]).await;
+    let out = fx
+        .request(
+            "/",
+            Some(&cookie),
+            &[("x-echo-set-x-sessiongate-logout", "current")],
+        )
+        .await;
     assert_eq!(out.status, StatusCode::OK);
-    assert_eq!(out.session_cookie().as_deref(), Some(""), "logout clears the cookie");
+    assert_eq!(
+        out.session_cookie().as_deref(),
+        Some(""),
+        "logout clears the cookie"
+    );
     assert!(set_cookies(&out.headers)[0].contains("Max-Age=0"));
     let gone = fx.request("/", Some(&cookie), &[]).await;
     assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(gone.session_cookie().as_deref(), Some(""), "a dead cookie is cleared");
+    assert_eq!(
+        gone.session_cookie().as_deref(),
+        Some(""),
+        "a dead cookie is cleared"
+    );
 
     // Never log the id.
-    assert!(!fx.proxy.logs().contains(&cookie), "the session id appeared in the log");
+    assert!(
+        !fx.proxy.logs().contains(&cookie),
+        "the session id appeared in the log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,15 +295,24 @@ async fn login_rotates_the_id_so_a_planted_id_is_useless() {
         let reply = fx.login_with(r#"{"sub":"victim"}"#, Some(&planted)).await;
         let issued = reply.session_cookie().unwrap();
         assert_ne!(issued, planted, "the server adopted a client-chosen id");
-        assert_eq!(fx.request("/", Some(&planted), &[]).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            fx.request("/", Some(&planted), &[]).await.status,
+            StatusCode::UNAUTHORIZED
+        );
 
         // A real session held before login is destroyed by the login.
         let before = fx.login("victim").await;
         let reply = fx.login_with(r#"{"sub":"victim"}"#, Some(&before)).await;
         let after = reply.session_cookie().unwrap();
         assert_ne!(before, after);
-        assert_eq!(fx.request("/", Some(&before), &[]).await.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(fx.request("/", Some(&after), &[]).await.status, StatusCode::OK);
+        assert_eq!(
+            fx.request("/", Some(&before), &[]).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            fx.request("/", Some(&after), &[]).await.status,
+            StatusCode::OK
+        );
     }
 }
 
@@ -230,7 +321,10 @@ async fn idle_expiry_ends_an_unused_session() {
     for store in [Store::Memory, Store::Redis(RecordFormat::MessagePack)] {
         let fx = Fixture::start(store, |c| c.timeouts("1s", "1m", Some("200ms"))).await;
         let cookie = fx.login("alice").await;
-        assert_eq!(fx.request("/", Some(&cookie), &[]).await.status, StatusCode::OK);
+        assert_eq!(
+            fx.request("/", Some(&cookie), &[]).await.status,
+            StatusCode::OK
+        );
         tokio::time::sleep(Duration::from_millis(1300)).await;
         let reply = fx.request("/", Some(&cookie), &[]).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
@@ -241,27 +335,45 @@ async fn idle_expiry_ends_an_unused_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_moves_the_idle_deadline_but_never_past_the_absolute_one() {
     let format = RecordFormat::MessagePack;
-    let fx = Fixture::start(Store::Redis(format), |c| c.timeouts("2s", "3s", Some("1900ms"))).await;
+    let fx = Fixture::start(Store::Redis(format), |c| {
+        c.timeouts("2s", "3s", Some("1900ms"))
+    })
+    .await;
     let cookie = fx.login("alice").await;
     let created = fx.stored(&cookie, format).unwrap();
     assert_eq!(created.idle_deadline, created.created_at + 2000);
 
     // Used within the idle timeout, the session stays alive past its first idle deadline.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(fx.request("/", Some(&cookie), &[]).await.status, StatusCode::OK);
+    assert_eq!(
+        fx.request("/", Some(&cookie), &[]).await.status,
+        StatusCode::OK
+    );
     let renewed = fx.stored(&cookie, format).unwrap();
-    assert!(renewed.idle_deadline > created.idle_deadline, "renewal moved the idle deadline");
+    assert!(
+        renewed.idle_deadline > created.idle_deadline,
+        "renewal moved the idle deadline"
+    );
     assert!(renewed.v > created.v);
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(fx.request("/", Some(&cookie), &[]).await.status, StatusCode::OK);
+        assert_eq!(
+            fx.request("/", Some(&cookie), &[]).await.status,
+            StatusCode::OK
+        );
         let r = fx.stored(&cookie, format).unwrap();
-        assert!(r.idle_deadline <= r.absolute_deadline, "renewed past the absolute deadline");
+        assert!(
+            r.idle_deadline <= r.absolute_deadline,
+            "renewed past the absolute deadline"
+        );
         assert_eq!(r.absolute_deadline, created.absolute_deadline);
     }
     // Past the absolute deadline (3 s after login) no amount of activity keeps it alive.
     let now = sessiongate::session::lifecycle::now_ms();
-    tokio::time::sleep(Duration::from_millis(created.absolute_deadline.saturating_sub(now) + 200)).await;
+    tokio::time::sleep(Duration::from_millis(
+        created.absolute_deadline.saturating_sub(now) + 200,
+    ))
+    .await;
     let reply = fx.request("/", Some(&cookie), &[]).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.session_cookie().as_deref(), Some(""));
@@ -274,7 +386,10 @@ async fn no_renewal_write_while_enough_idle_time_remains() {
     let redis = fx.redis.as_ref().unwrap();
     let before = redis.command_calls("evalsha") + redis.command_calls("eval");
     for _ in 0..20 {
-        assert_eq!(fx.request("/", Some(&cookie), &[]).await.status, StatusCode::OK);
+        assert_eq!(
+            fx.request("/", Some(&cookie), &[]).await.status,
+            StatusCode::OK
+        );
     }
     let after = redis.command_calls("evalsha") + redis.command_calls("eval");
     assert_eq!(before, after, "a fresh session was rewritten");
@@ -287,13 +402,21 @@ async fn browsers_are_redirected_to_login_and_api_clients_get_401() {
         c
     })
     .await;
-    let html = fx.request("/reports/q1?year=2026", None, &[("accept", "text/html,application/xhtml+xml")]).await;
+    let html = fx
+        .request(
+            "/reports/q1?year=2026",
+            None,
+            &[("accept", "text/html,application/xhtml+xml")],
+        )
+        .await;
     assert_eq!(html.status, StatusCode::FOUND);
     assert_eq!(
         html.headers.get("location").unwrap(),
         "/login?next=%2Freports%2Fq1%3Fyear%3D2026"
     );
-    let api = fx.request("/reports/q1", None, &[("accept", "application/json")]).await;
+    let api = fx
+        .request("/reports/q1", None, &[("accept", "application/json")])
+        .await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED);
     assert_eq!(api.headers.get("content-type").unwrap(), "application/json");
     assert_eq!(fx.upstream.hits(), 0);
@@ -314,5 +437,8 @@ async fn persistent_cookies_live_until_the_absolute_deadline() {
         .await
         .unwrap();
     let set_cookie = set_cookies(resp.headers()).join("\n");
-    assert!(set_cookie.contains("Max-Age=43199") || set_cookie.contains("Max-Age=43200"), "{set_cookie}");
+    assert!(
+        set_cookie.contains("Max-Age=43199") || set_cookie.contains("Max-Age=43200"),
+        "{set_cookie}"
+    );
 }

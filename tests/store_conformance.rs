@@ -75,7 +75,10 @@ async fn conformance(store: Arc<dyn SessionStore>, format: RecordFormat) {
     let rec = record("alice", minute);
     store.create(&key, &rec, now).await.unwrap();
     assert_eq!(store.load(&key, now).await.unwrap(), Some(rec.clone()));
-    assert!(matches!(store.create(&key, &rec, now).await, Err(StoreError::Exists)));
+    assert!(matches!(
+        store.create(&key, &rec, now).await,
+        Err(StoreError::Exists)
+    ));
     let unknown = SessionId::generate().unwrap().store_key();
     assert_eq!(store.load(&unknown, now).await.unwrap(), None);
 
@@ -83,22 +86,41 @@ async fn conformance(store: Arc<dyn SessionStore>, format: RecordFormat) {
     let mut next = rec.clone();
     next.v = 2;
     next.claims.insert("theme".into(), json!("dark"));
-    assert_eq!(store.compare_and_set(&key, 1, &next, now).await.unwrap(), CasOutcome::Written);
+    assert_eq!(
+        store.compare_and_set(&key, 1, &next, now).await.unwrap(),
+        CasOutcome::Written
+    );
     assert_eq!(store.load(&key, now).await.unwrap(), Some(next.clone()));
-    assert_eq!(store.compare_and_set(&key, 1, &rec, now).await.unwrap(), CasOutcome::Conflict);
+    assert_eq!(
+        store.compare_and_set(&key, 1, &rec, now).await.unwrap(),
+        CasOutcome::Conflict
+    );
     assert_eq!(store.load(&key, now).await.unwrap(), Some(next.clone()));
-    assert_eq!(store.compare_and_set(&unknown, 1, &rec, now).await.unwrap(), CasOutcome::Missing);
-    assert_eq!(store.load(&unknown, now).await.unwrap(), None, "CAS recreated a missing key");
+    assert_eq!(
+        store.compare_and_set(&unknown, 1, &rec, now).await.unwrap(),
+        CasOutcome::Missing
+    );
+    assert_eq!(
+        store.load(&unknown, now).await.unwrap(),
+        None,
+        "CAS recreated a missing key"
+    );
 
     // per-user index, destroy, destroy_user
     let mut alice_keys = vec![key.clone()];
     for _ in 0..2 {
         let k = SessionId::generate().unwrap().store_key();
-        store.create(&k, &record("alice", minute), now).await.unwrap();
+        store
+            .create(&k, &record("alice", minute), now)
+            .await
+            .unwrap();
         alice_keys.push(k);
     }
     let bob = SessionId::generate().unwrap().store_key();
-    store.create(&bob, &record("bob", minute), now).await.unwrap();
+    store
+        .create(&bob, &record("bob", minute), now)
+        .await
+        .unwrap();
     alice_keys.sort();
     assert_eq!(store.user_sessions("alice", now).await.unwrap(), alice_keys);
 
@@ -107,22 +129,37 @@ async fn conformance(store: Arc<dyn SessionStore>, format: RecordFormat) {
     assert_eq!(store.load(&alice_keys[0], now).await.unwrap(), None);
     // destroyed without knowing sub: the stale set member is pruned when listing
     assert!(store.destroy(&alice_keys[1], None).await.unwrap());
-    assert_eq!(store.user_sessions("alice", now).await.unwrap(), vec![alice_keys[2].clone()]);
+    assert_eq!(
+        store.user_sessions("alice", now).await.unwrap(),
+        vec![alice_keys[2].clone()]
+    );
 
     assert_eq!(store.destroy_user("alice").await.unwrap(), 1);
     assert_eq!(store.load(&alice_keys[2], now).await.unwrap(), None);
     assert!(store.user_sessions("alice", now).await.unwrap().is_empty());
-    assert!(store.load(&bob, now).await.unwrap().is_some(), "logout-all touched another user");
+    assert!(
+        store.load(&bob, now).await.unwrap().is_some(),
+        "logout-all touched another user"
+    );
     assert_eq!(store.destroy_user("nobody").await.unwrap(), 0);
 
     // expiry: a record whose earlier deadline has passed is gone
     let short = SessionId::generate().unwrap().store_key();
-    let brief = new_record("carol".into(), Default::default(), now_ms(), Duration::from_millis(150), minute);
+    let brief = new_record(
+        "carol".into(),
+        Default::default(),
+        now_ms(),
+        Duration::from_millis(150),
+        minute,
+    );
     store.create(&short, &brief, now_ms()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(store.load(&short, now_ms()).await.unwrap(), None);
     assert_eq!(
-        store.compare_and_set(&short, 1, &brief, now_ms()).await.unwrap(),
+        store
+            .compare_and_set(&short, 1, &brief, now_ms())
+            .await
+            .unwrap(),
         CasOutcome::Missing,
         "an expired session must not be renewed back to life"
     );
@@ -131,7 +168,14 @@ async fn conformance(store: Arc<dyn SessionStore>, format: RecordFormat) {
     // concurrent updates of different claims all survive (compare-and-set with retries)
     let sessions = Arc::new(Sessions::new(store.clone(), settings(format)));
     let (new_id, _) = sessions
-        .login(None, &Login { sub: "dave".into(), claims: Default::default() }, now_ms())
+        .login(
+            None,
+            &Login {
+                sub: "dave".into(),
+                claims: Default::default(),
+            },
+            now_ms(),
+        )
         .await
         .unwrap();
     let new_key = new_id.store_key();
@@ -146,11 +190,18 @@ async fn conformance(store: Arc<dyn SessionStore>, format: RecordFormat) {
         })
         .collect();
     for t in tasks {
-        assert!(matches!(t.await.unwrap().unwrap(), UpdateOutcome::Updated(_)));
+        assert!(matches!(
+            t.await.unwrap().unwrap(),
+            UpdateOutcome::Updated(_)
+        ));
     }
     let merged = store.load(&new_key, now_ms()).await.unwrap().unwrap();
     for i in 0..24 {
-        assert_eq!(merged.claims[&format!("c{i}")], json!(i), "claim c{i} was lost");
+        assert_eq!(
+            merged.claims[&format!("c{i}")],
+            json!(i),
+            "claim c{i} was lost"
+        );
     }
     assert_eq!(merged.v, 25);
 
@@ -165,7 +216,11 @@ async fn memory_store_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_conforms_with_msgpack() {
     let server = RedisServer::start();
-    conformance(redis_store(&server, RecordFormat::MessagePack), RecordFormat::MessagePack).await;
+    conformance(
+        redis_store(&server, RecordFormat::MessagePack),
+        RecordFormat::MessagePack,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +234,10 @@ async fn redis_keys_follow_the_design_and_hold_no_usable_id() {
     let server = RedisServer::start();
     let store = redis_store(&server, RecordFormat::MessagePack);
     let sessions = Sessions::new(store.clone(), settings(RecordFormat::MessagePack));
-    let login = Login { sub: "alice".into(), claims: claims(json!({"email": "a@x"})) };
+    let login = Login {
+        sub: "alice".into(),
+        claims: claims(json!({"email": "a@x"})),
+    };
     let (id, rec) = sessions.login(None, &login, now_ms()).await.unwrap();
 
     let mut conn = server.connection();
@@ -189,18 +247,42 @@ async fn redis_keys_follow_the_design_and_hold_no_usable_id() {
     sorted.sort();
     assert_eq!(sorted, vec![session_key.clone(), "sg:u:alice".to_string()]);
 
-    let raw: Vec<u8> = redis::cmd("GET").arg(&session_key).query(&mut conn).unwrap();
-    assert_eq!(SessionRecord::decode(&raw, RecordFormat::MessagePack).unwrap(), rec);
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg(&session_key)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        SessionRecord::decode(&raw, RecordFormat::MessagePack).unwrap(),
+        rec
+    );
     let cookie = id.encode();
-    assert!(!keys.iter().any(|k| k.contains(&cookie)), "a key holds the raw id");
-    assert!(!String::from_utf8_lossy(&raw).contains(&cookie), "the record holds the raw id");
+    assert!(
+        !keys.iter().any(|k| k.contains(&cookie)),
+        "a key holds the raw id"
+    );
+    assert!(
+        !String::from_utf8_lossy(&raw).contains(&cookie),
+        "the record holds the raw id"
+    );
 
     // TTL runs to the earlier deadline (idle: 30 min), the user set to the absolute one
-    let ttl: i64 = redis::cmd("PTTL").arg(&session_key).query(&mut conn).unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&session_key)
+        .query(&mut conn)
+        .unwrap();
     assert!(ttl > 29 * 60_000 && ttl <= 30 * 60_000, "session TTL {ttl}");
-    let set_ttl: i64 = redis::cmd("PTTL").arg("sg:u:alice").query(&mut conn).unwrap();
-    assert!(set_ttl > 11 * 3_600_000 && set_ttl <= 12 * 3_600_000, "user set TTL {set_ttl}");
-    let members: Vec<String> = redis::cmd("SMEMBERS").arg("sg:u:alice").query(&mut conn).unwrap();
+    let set_ttl: i64 = redis::cmd("PTTL")
+        .arg("sg:u:alice")
+        .query(&mut conn)
+        .unwrap();
+    assert!(
+        set_ttl > 11 * 3_600_000 && set_ttl <= 12 * 3_600_000,
+        "user set TTL {set_ttl}"
+    );
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("sg:u:alice")
+        .query(&mut conn)
+        .unwrap();
     assert_eq!(members, vec![id.store_key().as_str().to_string()]);
 }
 
@@ -211,7 +293,10 @@ async fn login_rotates_and_destroys_the_previous_session() {
         redis_store(&RedisServer::start(), RecordFormat::MessagePack),
     ] {
         let sessions = Sessions::new(store.clone(), settings(RecordFormat::MessagePack));
-        let login = Login { sub: "alice".into(), claims: Default::default() };
+        let login = Login {
+            sub: "alice".into(),
+            claims: Default::default(),
+        };
         let (first, rec) = sessions.login(None, &login, now_ms()).await.unwrap();
         let first_key = first.store_key();
         let (second, _) = sessions
@@ -220,8 +305,15 @@ async fn login_rotates_and_destroys_the_previous_session() {
             .unwrap();
         assert_ne!(first, second);
         assert_eq!(store.load(&first_key, now_ms()).await.unwrap(), None);
-        assert!(store.load(&second.store_key(), now_ms()).await.unwrap().is_some());
-        assert_eq!(store.user_sessions("alice", now_ms()).await.unwrap(), vec![second.store_key()]);
+        assert!(store
+            .load(&second.store_key(), now_ms())
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            store.user_sessions("alice", now_ms()).await.unwrap(),
+            vec![second.store_key()]
+        );
     }
 }
 
@@ -230,18 +322,37 @@ async fn memory_store_is_bounded_and_sweeps() {
     let store = MemoryStore::new(2);
     let now = now_ms();
     let short = record("a", Duration::from_millis(50));
-    store.create(&SessionId::generate().unwrap().store_key(), &short, now).await.unwrap();
-    store.create(&SessionId::generate().unwrap().store_key(), &record("b", Duration::from_secs(60)), now).await.unwrap();
+    store
+        .create(&SessionId::generate().unwrap().store_key(), &short, now)
+        .await
+        .unwrap();
+    store
+        .create(
+            &SessionId::generate().unwrap().store_key(),
+            &record("b", Duration::from_secs(60)),
+            now,
+        )
+        .await
+        .unwrap();
     let third = SessionId::generate().unwrap().store_key();
     assert!(matches!(
-        store.create(&third, &record("c", Duration::from_secs(60)), now).await,
+        store
+            .create(&third, &record("c", Duration::from_secs(60)), now)
+            .await,
         Err(StoreError::Full(2))
     ));
     // once the short session has expired, a create sweeps it and fits
     let later = now + 100;
-    store.create(&third, &record("c", Duration::from_secs(60)), later).await.unwrap();
+    store
+        .create(&third, &record("c", Duration::from_secs(60)), later)
+        .await
+        .unwrap();
     assert_eq!(store.len(), 2);
-    assert_eq!(store.maintain(later + 120_000).await, 2, "the sweep removes what has expired");
+    assert_eq!(
+        store.maintain(later + 120_000).await,
+        2,
+        "the sweep removes what has expired"
+    );
     assert!(store.is_empty());
 }
 
