@@ -46,10 +46,12 @@ impl BackgroundService for StoreMaintenance {
 
 /// Builds the server for `config`. Call `run_forever` on the result.
 pub fn build(config: Config) -> Result<Server, StoreError> {
+    // Pingora counts whole seconds: round the grace up so "500ms" is not "none".
+    let grace_secs = config.server.shutdown_grace.as_millis().div_ceil(1000) as u64;
     let conf = ServerConf {
         threads: config.server.threads,
-        grace_period_seconds: Some(config.server.shutdown_grace.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(config.server.shutdown_grace.as_secs().max(1)),
+        grace_period_seconds: Some(grace_secs),
+        graceful_shutdown_timeout_seconds: Some(grace_secs.max(1)),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

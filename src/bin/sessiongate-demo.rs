@@ -73,7 +73,10 @@ fn read_key(args: &Args) -> Result<Option<Vec<u8>>, String> {
         (None, None) => return Ok(None),
     };
     // Files written by `echo` or an editor end in a newline that is not part of the key.
-    let len = key.trim_ascii_end().len();
+    let len = key
+        .iter()
+        .rposition(|b| *b != b'\n' && *b != b'\r')
+        .map_or(0, |i| i + 1);
     let key = key[..len].to_vec();
     if key.is_empty() {
         return Err("the verification key is empty".into());

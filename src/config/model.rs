@@ -134,6 +134,16 @@ pub enum HostPattern {
     Suffix(String),
 }
 
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Any => f.write_str("*"),
+            HostPattern::Exact(h) => f.write_str(h),
+            HostPattern::Suffix(s) => write!(f, "*{s}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RouteSettings {
     pub host: HostPattern,

@@ -54,7 +54,22 @@ const RESERVED_HEADERS: &[&str] = &[
     "proxy-connection",
     "x-request-id",
     "traceparent",
+    "accept",
+    "accept-encoding",
+    "user-agent",
+    "origin",
+    "referer",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
 ];
+
+/// A header name as the protected namespace compares it: lower case, `_` and `.` as `-`.
+fn normalized(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
 
 #[derive(Default)]
 struct Problems(Vec<ConfigProblem>);
@@ -129,6 +144,14 @@ fn check_server(raw: &RawServer, p: &mut Problems) -> Option<ServerSettings> {
         .enumerate()
         .filter_map(|(i, a)| parse_addr(a, &format!("server.listen[{i}]"), p))
         .collect();
+    for (i, addr) in listen.iter().enumerate() {
+        if listen[..i].contains(addr) {
+            p.add(
+                format!("server.listen[{i}]"),
+                format!("{addr} is listed twice"),
+            );
+        }
+    }
     let threads = raw.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -144,6 +167,12 @@ fn check_server(raw: &RawServer, p: &mut Problems) -> Option<ServerSettings> {
         "server.admin_listen",
         p,
     );
+    if let Some(admin) = admin.filter(|a| listen.contains(a)) {
+        p.add(
+            "server.admin_listen",
+            format!("{admin} is also a public listener; the admin listener must be separate"),
+        );
+    }
     let shutdown_grace = raw.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE);
     Some(ServerSettings {
         listen,
@@ -228,6 +257,12 @@ fn check_session(raw: &RawSession, p: &mut Problems) -> Option<SessionSettings> 
                 "must be at least session.idle_timeout ({})",
                 humantime::format_duration(idle)
             ),
+        );
+    }
+    if renew_below.is_zero() && !idle.is_zero() {
+        p.add(
+            "session.renew_below",
+            "must be greater than zero, or active sessions would expire after idle_timeout",
         );
     }
     if renew_below >= idle && !idle.is_zero() {
@@ -356,7 +391,7 @@ fn check_store(raw: &RawStore, p: &mut Problems) -> Option<StoreSettings> {
 
 fn header_name(value: &str, path: &str, p: &mut Problems) -> Option<HeaderName> {
     match HeaderName::from_bytes(value.as_bytes()) {
-        Ok(name) if RESERVED_HEADERS.contains(&name.as_str()) => {
+        Ok(name) if RESERVED_HEADERS.contains(&normalized(name.as_str()).as_str()) => {
             p.add(
                 path,
                 format!("\"{value}\" is a header the proxy or clients need; pick another name"),
@@ -475,7 +510,7 @@ fn check_identity(raw: &RawIdentity, base: &Path, p: &mut Problems) -> Option<Id
     let signing_key = read_key(raw, base, p);
     let mut seen: HashSet<String> = HashSet::new();
     if let Some(h) = &assertion_header {
-        seen.insert(h.as_str().to_string());
+        seen.insert(normalized(h.as_str()));
     }
     let mut headers = Vec::new();
     for (name, claim) in &raw.headers {
@@ -483,10 +518,10 @@ fn check_identity(raw: &RawIdentity, base: &Path, p: &mut Problems) -> Option<Id
         let Some(header) = header_name(name, &path, p) else {
             continue;
         };
-        if !seen.insert(header.as_str().to_string()) {
+        if !seen.insert(normalized(header.as_str())) {
             p.add(
                 &path,
-                "names a header that is already mapped (names are case-insensitive)",
+                "names a header that is already mapped (names compare case-insensitively, with _ and . as -)",
             );
             continue;
         }
@@ -515,10 +550,10 @@ fn check_upstreams(raw: &[RawUpstream], p: &mut Problems) -> Vec<UpstreamSetting
             Some(n) if !n.is_empty() => n.clone(),
             _ => {
                 p.add(format!("{path}.name"), "every upstream needs a name");
-                continue;
+                String::new()
             }
         };
-        if !names.insert(name.clone()) {
+        if !name.is_empty() && !names.insert(name.clone()) {
             p.add(
                 format!("{path}.name"),
                 format!("upstream \"{name}\" is defined twice"),
@@ -536,7 +571,9 @@ fn check_upstreams(raw: &[RawUpstream], p: &mut Problems) -> Vec<UpstreamSetting
             .enumerate()
             .filter_map(|(j, b)| parse_addr(b, &format!("{path}.backends[{j}]"), p))
             .collect();
-        out.push(UpstreamSettings { name, backends });
+        if !name.is_empty() {
+            out.push(UpstreamSettings { name, backends });
+        }
     }
     out
 }
@@ -642,7 +679,7 @@ fn check_routes(
         if !seen.insert((host.clone(), prefix.clone())) {
             p.add(
                 format!("{path}.path_prefix"),
-                format!("another route already has host {host:?} and path_prefix \"{prefix}\""),
+                format!("another route already has host \"{host}\" and path_prefix \"{prefix}\""),
             );
         }
         out.push(RouteSettings {
@@ -659,27 +696,68 @@ fn check_routes(
     out
 }
 
-/// A relative `login_url` served by a `required` route would redirect to itself forever.
+/// A host name that `pattern` matches, to probe the route table with.
+fn sample_host(pattern: &HostPattern) -> String {
+    match pattern {
+        HostPattern::Exact(h) => h.clone(),
+        HostPattern::Suffix(s) => format!("sample{s}"),
+        HostPattern::Any => "sample.invalid".to_string(),
+    }
+}
+
+/// Whether every host `inner` matches is also matched by `outer`.
+fn covers(outer: &HostPattern, inner: &HostPattern) -> bool {
+    match (outer, inner) {
+        (HostPattern::Any, _) => true,
+        (HostPattern::Suffix(o), HostPattern::Suffix(i)) => i.ends_with(o.as_str()),
+        (HostPattern::Suffix(o), HostPattern::Exact(i)) => i.ends_with(o.as_str()),
+        (HostPattern::Exact(o), HostPattern::Exact(i)) => o == i,
+        _ => false,
+    }
+}
+
+/// A relative `login_url` served by a `required` route would redirect to itself forever. The
+/// redirecting route may serve several hosts, and a more specific host's routes may serve the
+/// login path there: every such host is probed.
 fn check_login_loops(routes: &[RouteSettings], p: &mut Problems) {
     let table = crate::routing::RouteTable::new(routes.to_vec());
     for (i, route) in routes.iter().enumerate() {
-        let Some(url) = route.login_url.as_deref().filter(|u| u.starts_with('/')) else {
+        let Some(url) = route
+            .login_url
+            .as_deref()
+            .filter(|u| u.starts_with('/') && !u.starts_with("//"))
+        else {
             continue;
         };
         let path = url.split(['?', '#']).next().unwrap_or(url);
-        let host = match &route.host {
-            HostPattern::Exact(h) => h.clone(),
-            HostPattern::Suffix(s) => format!("any{s}"),
-            HostPattern::Any => String::new(),
-        };
-        if let Some(target) = table.find(&host, path.as_bytes()) {
-            if routes[target].auth == AuthPolicy::Required {
-                p.add(
-                    format!("route[{i}].login_url"),
-                    format!(
-                        "\"{url}\" is served by route[{target}], which requires a session: browsers would be redirected forever; add a public route for it"
-                    ),
-                );
+        let mut hosts = vec![sample_host(&route.host)];
+        hosts.extend(
+            routes
+                .iter()
+                .filter(|r| covers(&route.host, &r.host))
+                .map(|r| sample_host(&r.host)),
+        );
+        hosts.sort();
+        hosts.dedup();
+        for host in hosts {
+            // Only hosts where this route itself would answer can send browsers to its login.
+            if table.find(&host, route.path_prefix.as_bytes()) != Some(i) {
+                continue;
+            }
+            if let Some(target) = table.find(&host, path.as_bytes()) {
+                if routes[target].auth == AuthPolicy::Required {
+                    let on_host = match &routes[target].host {
+                        HostPattern::Any => String::new(),
+                        _ => format!(" on host {host}"),
+                    };
+                    p.add(
+                        format!("route[{i}].login_url"),
+                        format!(
+                            "\"{url}\" is served by route[{target}], which requires a session: browsers would be redirected forever{on_host}; add a public route for it"
+                        ),
+                    );
+                    break;
+                }
             }
         }
     }
