@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::ctx::RequestCtx;
 use crate::cookie::SessionCookie;
 use crate::identity::namespace::PREFIX;
-use crate::session::control::{self, ControlRequest, Login, LogoutScope};
+use crate::session::control::{self, ControlRequest, LogoutScope};
 use crate::session::lifecycle::{merge_patch, now_ms};
 use crate::session::{Resolution, StoreError, StoreKey, UpdateOutcome};
 
@@ -135,7 +135,8 @@ async fn apply(
             merge_patch(&mut login.claims, &patch);
         }
         let previous = current.take();
-        let (id, record) = log_in(sessions, previous, &login, now).await?;
+        let previous = previous.as_ref().map(|(key, sub)| (key, sub.as_deref()));
+        let (id, record) = sessions.login(previous, &login, now).await?;
         let lifetime = Duration::from_millis(record.absolute_deadline.saturating_sub(now));
         info!(
             session = id.store_key().log_tag(),
@@ -159,14 +160,4 @@ async fn apply(
         }
     }
     Ok(change)
-}
-
-async fn log_in(
-    sessions: &crate::session::Sessions,
-    previous: Option<(StoreKey, Option<String>)>,
-    login: &Login,
-    now: u64,
-) -> Result<(crate::session::SessionId, crate::session::SessionRecord), StoreError> {
-    let previous_ref = previous.as_ref().map(|(k, s)| (k, s.as_deref()));
-    sessions.login(previous_ref, login, now).await
 }
