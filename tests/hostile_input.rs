@@ -4,96 +4,11 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::config::{COOKIE, KEY};
-use common::{
-    client, headers, raw_request, set_cookie_value, Echo, EchoUpstream, Proxy, RedisServer,
-    TestConfig,
-};
-use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
-use reqwest::header::HeaderMap;
+use common::config::COOKIE;
+use common::*;
 use reqwest::StatusCode;
-use serde_json::Value;
+use sessiongate::config::model::RecordFormat;
 use sessiongate::session::SessionId;
-
-struct Fixture {
-    redis: RedisServer,
-    upstream: EchoUpstream,
-    proxy: Proxy,
-    http: reqwest::Client,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    echo: Option<Echo>,
-}
-
-impl Fixture {
-    async fn start() -> Self {
-        Self::start_with(|c| c).await
-    }
-
-    async fn start_with(adjust: impl FnOnce(TestConfig) -> TestConfig) -> Self {
-        let upstream = EchoUpstream::start("app").await;
-        let redis = RedisServer::start();
-        let config = adjust(TestConfig::redis(upstream.addr, redis.url()).standard_routes());
-        let proxy = Proxy::start(&config.to_toml());
-        Fixture {
-            redis,
-            upstream,
-            proxy,
-            http: client(),
-        }
-    }
-
-    async fn send(&self, path: &str, h: HeaderMap) -> Reply {
-        let resp = self
-            .http
-            .get(self.proxy.url(path))
-            .headers(h)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .expect("the proxy answers");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.unwrap_or_default();
-        Reply {
-            status,
-            headers,
-            echo: serde_json::from_slice(&body).ok(),
-        }
-    }
-
-    async fn request(&self, path: &str, cookie: Option<&str>, extra: &[(&str, &str)]) -> Reply {
-        let mut h = headers(extra);
-        if let Some(c) = cookie {
-            h.append("cookie", format!("{COOKIE}={c}").parse().unwrap());
-        }
-        self.send(path, h).await
-    }
-
-    async fn login(&self, sub: &str) -> String {
-        let json = format!(r#"{{"sub":"{sub}","roles":["user"]}}"#);
-        let reply = self
-            .request("/login", None, &[("x-echo-set-x-sessiongate-login", &json)])
-            .await;
-        assert_eq!(reply.status, StatusCode::OK);
-        set_cookie_value(&reply.headers, COOKIE).expect("login sets a cookie")
-    }
-
-    fn claims(reply: &Reply) -> Value {
-        let echo = reply.echo.as_ref().expect("reached the upstream");
-        let mut v = Validation::new(Algorithm::HS256);
-        v.set_audience(&["app"]);
-        let token = echo.get("x-sessiongate-assertion").expect("an assertion");
-        decode::<Value>(token, &DecodingKey::from_secret(KEY.as_bytes()), &v)
-            .expect("verifies")
-            .claims
-    }
-}
 
 const SPOOFS: &[(&str, &str)] = &[
     (
@@ -128,7 +43,7 @@ fn identity_headers(echo: &Echo) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_identity_never_reaches_the_upstream_on_any_route() {
-    let fx = Fixture::start().await;
+    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
     let cookie = fx.login("alice").await;
 
     for path in ["/public/x", "/opt/x", "/login"] {
@@ -155,12 +70,18 @@ async fn spoofed_identity_never_reaches_the_upstream_on_any_route() {
         let names: Vec<&str> = ids.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["x-auth-roles", "x-auth-user", "x-sessiongate-assertion"],
+            [
+                "x-auth-email",
+                "x-auth-roles",
+                "x-auth-user",
+                "x-sessiongate-assertion"
+            ],
             "{path}"
         );
         assert_eq!(echo.get("x-auth-user"), Some("alice"));
         assert_eq!(echo.get("x-auth-roles"), Some("user"));
-        assert_eq!(Fixture::claims(&reply)["sub"], "alice");
+        assert_eq!(echo.get("x-auth-email"), Some("alice@example.com"));
+        assert_eq!(reply.claims()["sub"], "alice");
     }
     // On a public route a valid session still injects nothing (public means no identity).
     let reply = fx.request("/public/x", Some(&cookie), SPOOFS).await;
@@ -169,10 +90,10 @@ async fn spoofed_identity_never_reaches_the_upstream_on_any_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_cookies_mean_no_session_and_no_store_call() {
-    let fx = Fixture::start().await;
+    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
     let good = fx.login("alice").await;
     let other = SessionId::generate().unwrap().encode();
-    let gets_before = fx.redis.command_calls("get");
+    let gets_before = fx.redis().command_calls("get");
 
     let long = "A".repeat(6000);
     let cases: Vec<(&str, String)> = vec![
@@ -209,7 +130,7 @@ async fn bad_cookies_mean_no_session_and_no_store_call() {
     assert_eq!(fx.send("/", h).await.status, StatusCode::UNAUTHORIZED);
 
     assert_eq!(
-        fx.redis.command_calls("get"),
+        fx.redis().command_calls("get"),
         gets_before,
         "a bad cookie reached the store"
     );
@@ -234,7 +155,7 @@ async fn bad_cookies_mean_no_session_and_no_store_call() {
     let unknown = SessionId::generate().unwrap().encode();
     let reply = fx.request("/", Some(&unknown), &[]).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(fx.redis.command_calls("get"), gets_before + 1);
+    assert_eq!(fx.redis().command_calls("get"), gets_before + 1);
     // And the genuine cookie still works.
     assert_eq!(
         fx.request("/", Some(&good), &[]).await.status,
@@ -244,7 +165,7 @@ async fn bad_cookies_mean_no_session_and_no_store_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_control_headers_change_nothing_and_never_reach_the_client() {
-    let fx = Fixture::start().await;
+    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
     let cookie = fx.login("alice").await;
     let cases: &[(&str, &str)] = &[
         ("x-echo-set-x-sessiongate-login", "{not json"),
@@ -291,7 +212,7 @@ async fn malformed_control_headers_change_nothing_and_never_reach_the_client() {
     // The session is unchanged: same subject, no new claims, still valid.
     let after = fx.request("/", Some(&cookie), &[]).await;
     assert_eq!(after.status, StatusCode::OK);
-    let claims = Fixture::claims(&after);
+    let claims = after.claims();
     assert_eq!(claims["sub"], "alice");
     assert!(claims.get("theme").is_none());
     assert_eq!(claims["roles"], serde_json::json!(["user"]));
@@ -305,7 +226,7 @@ async fn malformed_control_headers_change_nothing_and_never_reach_the_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_all_ends_every_session_of_that_user_and_only_those() {
-    let fx = Fixture::start().await;
+    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
     let alice_1 = fx.login("alice").await;
     let alice_2 = fx.login("alice").await;
     let alice_3 = fx.login("alice").await;
@@ -352,7 +273,7 @@ async fn logout_all_ends_every_session_of_that_user_and_only_those() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_updates_of_different_claims_all_survive() {
-    let fx = Fixture::start().await;
+    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
     let cookie = fx.login("alice").await;
     let http = client();
     let tasks: Vec<_> = (0..16)
@@ -376,7 +297,7 @@ async fn concurrent_updates_of_different_claims_all_survive() {
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), StatusCode::OK);
     }
-    let claims = Fixture::claims(&fx.request("/", Some(&cookie), &[]).await);
+    let claims = fx.request("/", Some(&cookie), &[]).await.claims();
     for i in 0..16 {
         assert_eq!(
             claims[format!("c{i}")],
@@ -388,7 +309,7 @@ async fn concurrent_updates_of_different_claims_all_survive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_tricks_cannot_reach_a_required_route_through_a_public_prefix() {
-    let fx = Fixture::start().await;
+    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
     for path in [
         "/public/../admin",
         "/public/%2e%2e/admin",
@@ -414,13 +335,13 @@ async fn path_tricks_cannot_reach_a_required_route_through_a_public_prefix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_redis_fails_closed_or_anonymous_per_route_and_never_issues_a_cookie() {
-    let mut fx = Fixture::start().await;
+    let mut fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
     let cookie = fx.login("alice").await;
     assert_eq!(
         fx.request("/", Some(&cookie), &[]).await.status,
         StatusCode::OK
     );
-    fx.redis.kill();
+    fx.redis_mut().kill();
 
     // required + fail_closed: 503, upstream not reached
     let hits = fx.upstream.hits();
@@ -465,14 +386,14 @@ async fn a_dead_redis_fails_closed_or_anonymous_per_route_and_never_issues_a_coo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_errors_follow_each_routes_policy() {
-    let fx = Fixture::start_with(|c| {
+    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| {
         c.route("path_prefix = \"/stale\"\nauth = \"required\"\non_store_error = \"serve_stale\"")
             .route("path_prefix = \"/anon\"\nauth = \"required\"\non_store_error = \"anonymous\"")
     })
     .await;
     let cookie = fx.login("alice").await;
     let mut fx = fx;
-    fx.redis.kill();
+    fx.redis_mut().kill();
     // serve_stale without a cached copy refuses like fail_closed
     assert_eq!(
         fx.request("/stale", Some(&cookie), &[]).await.status,
@@ -487,7 +408,7 @@ async fn store_errors_follow_each_routes_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_headers_in_raw_mixed_case_are_stripped_too() {
-    let fx = Fixture::start().await;
+    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
     let request = "GET /public/raw HTTP/1.1\r\nHost: app\r\nX-SessionGate-Assertion: forged\r\n\
                    X_AUTH_USER: admin\r\nx.Auth.Roles: root\r\nX-Auth-User: a\r\nX-Auth-User: b\r\n\
                    Connection: close\r\n\r\n";

@@ -5,145 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::config::{COOKIE, KEY};
-use common::{
-    client, headers, set_cookie_value, set_cookies, Echo, EchoUpstream, Proxy, RedisServer,
-    TestConfig,
-};
-use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
-use reqwest::header::HeaderMap;
+use common::config::COOKIE;
+use common::*;
 use reqwest::StatusCode;
-use serde_json::Value;
 use sessiongate::config::model::RecordFormat;
-use sessiongate::session::{SessionId, SessionRecord};
-
-/// A running proxy in front of one echo upstream, optionally on Redis.
-struct Fixture {
-    redis: Option<RedisServer>,
-    upstream: EchoUpstream,
-    proxy: Proxy,
-    http: reqwest::Client,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    echo: Option<Echo>,
-}
-
-impl Reply {
-    fn echo(&self) -> &Echo {
-        self.echo
-            .as_ref()
-            .expect("the request reached the upstream")
-    }
-    fn session_cookie(&self) -> Option<String> {
-        set_cookie_value(&self.headers, COOKIE)
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Store {
-    Memory,
-    Redis(RecordFormat),
-}
-
-impl Fixture {
-    async fn start(store: Store, adjust: impl FnOnce(TestConfig) -> TestConfig) -> Self {
-        let upstream = EchoUpstream::start("app").await;
-        let redis = matches!(store, Store::Redis(_)).then(RedisServer::start);
-        let mut config = match &redis {
-            Some(r) => TestConfig::redis(upstream.addr, r.url()),
-            None => TestConfig::memory(upstream.addr),
-        }
-        .standard_routes();
-        if let Store::Redis(RecordFormat::Json) = store {
-            config.format = "json";
-        }
-        let proxy = Proxy::start(&adjust(config).to_toml());
-        Fixture {
-            redis,
-            upstream,
-            proxy,
-            http: client(),
-        }
-    }
-
-    async fn request(&self, path: &str, cookie: Option<&str>, extra: &[(&str, &str)]) -> Reply {
-        let mut h = headers(extra);
-        if let Some(c) = cookie {
-            h.append("cookie", format!("{COOKIE}={c}").parse().unwrap());
-        }
-        let resp = self
-            .http
-            .get(self.proxy.url(path))
-            .headers(h)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .expect("the proxy answers");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.unwrap_or_default();
-        let echo = serde_json::from_slice::<Echo>(&body).ok();
-        Reply {
-            status,
-            headers,
-            echo,
-        }
-    }
-
-    /// Logs `sub` in through the public /login route, carrying `cookie` if given.
-    async fn login_with(&self, login_json: &str, cookie: Option<&str>) -> Reply {
-        self.request(
-            "/login",
-            cookie,
-            &[("x-echo-set-x-sessiongate-login", login_json)],
-        )
-        .await
-    }
-
-    async fn login(&self, sub: &str) -> String {
-        let json =
-            format!(r#"{{"sub":"{sub}","email":"{sub}@example.com","roles":["admin","dev"]}}"#);
-        let reply = self.login_with(&json, None).await;
-        assert_eq!(reply.status, StatusCode::OK);
-        reply
-            .session_cookie()
-            .expect("login sets the session cookie")
-    }
-
-    fn stored(&self, cookie: &str, format: RecordFormat) -> Option<SessionRecord> {
-        let redis = self.redis.as_ref()?;
-        let key = SessionId::parse(cookie.as_bytes())?.store_key();
-        let raw: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(format!("sg:s:{}", key.as_str()))
-            .query(&mut redis.connection())
-            .ok()?;
-        raw.map(|r| SessionRecord::decode(&r, format).expect("a decodable record"))
-    }
-}
-
-fn verify(token: &str) -> Value {
-    let mut v = Validation::new(Algorithm::HS256);
-    v.set_audience(&["app"]);
-    v.set_issuer(&["sessiongate"]);
-    decode::<Value>(token, &DecodingKey::from_secret(KEY.as_bytes()), &v)
-        .expect("the assertion verifies with the shared key")
-        .claims
-}
-
-fn assertion(reply: &Reply) -> Value {
-    let echo = reply.echo();
-    let tokens = echo.all("x-sessiongate-assertion");
-    assert_eq!(
-        tokens.len(),
-        1,
-        "exactly one assertion upstream: {:?}",
-        echo.headers
-    );
-    verify(tokens[0])
-}
+use sessiongate::session::SessionId;
 
 async fn full_lifecycle(store: Store) {
     let fx = Fixture::start(store, |c| c).await;
@@ -236,7 +102,7 @@ async fn full_lifecycle(store: Store) {
     assert!(upd.session_cookie().is_none(), "an update keeps the cookie");
     assert!(upd.headers.get("x-sessiongate-update").is_none());
     let after = fx.request("/", Some(&cookie), &[]).await;
-    let claims = assertion(&after);
+    let claims = after.claims();
     assert_eq!(claims["display_name"], "Al");
     assert!(claims.get("email").is_none(), "null deleted the claim");
     assert!(after.echo().get("x-auth-email").is_none());

@@ -5,10 +5,12 @@
 
 pub mod config;
 pub mod echo;
+pub mod fixture;
 pub mod proc;
 
 pub use config::TestConfig;
 pub use echo::{Echo, EchoUpstream};
+pub use fixture::{verify, Fixture, Reply, Store};
 pub use proc::{free_port, Proxy, RedisServer};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
