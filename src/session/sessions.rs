@@ -3,6 +3,7 @@
 //! from `lifecycle`; persistence from the `SessionStore`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::{debug, warn};
 
@@ -14,7 +15,17 @@ use super::store::{CasOutcome, SessionStore, StoreError};
 use crate::config::model::SessionSettings;
 
 /// How many times an update re-reads and retries after losing a compare-and-set race.
-const MAX_CAS_ATTEMPTS: usize = 16;
+const MAX_CAS_ATTEMPTS: u32 = 32;
+
+/// The pause after losing the `attempt`-th race: random, up to 0.2 ms doubled per attempt
+/// (capped at 12.8 ms), so that writers contending for one session spread out instead of
+/// colliding again in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling_us = 200u32 << attempt.min(6);
+    Duration::from_micros(u64::from(
+        getrandom::u32().unwrap_or(ceiling_us / 2) % ceiling_us,
+    ))
+}
 
 /// A session that was found and is valid.
 #[derive(Debug, Clone)]
@@ -130,7 +141,7 @@ impl Sessions {
         patch: &Claims,
         now: u64,
     ) -> Result<UpdateOutcome, StoreError> {
-        for _ in 0..MAX_CAS_ATTEMPTS {
+        for attempt in 0..MAX_CAS_ATTEMPTS {
             let Some(current) = self.store.load(key, now).await? else {
                 return Ok(UpdateOutcome::NoSession);
             };
@@ -145,7 +156,7 @@ impl Sessions {
             {
                 CasOutcome::Written => return Ok(UpdateOutcome::Updated(next)),
                 CasOutcome::Missing => return Ok(UpdateOutcome::NoSession),
-                CasOutcome::Conflict => continue,
+                CasOutcome::Conflict => tokio::time::sleep(backoff(attempt)).await,
             }
         }
         Err(StoreError::Command(format!(
