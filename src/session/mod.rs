@@ -2,6 +2,7 @@
 //! implementations, the pure lifecycle decisions, the control headers apps answer with, and
 //! the operations the proxy performs with them.
 
+pub mod cache;
 pub mod control;
 pub mod id;
 pub mod lifecycle;

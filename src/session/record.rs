@@ -34,7 +34,7 @@ pub struct Bindings {
 }
 
 /// A stored record that could not be decoded.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("session record is not valid {format}: {reason}")]
 pub struct RecordDecodeError {
     format: &'static str,

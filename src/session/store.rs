@@ -12,7 +12,7 @@ use super::id::StoreKey;
 use super::record::{RecordDecodeError, SessionRecord};
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("the session store did not answer within {0:?}")]
     Timeout(Duration),

@@ -1,0 +1,409 @@
+//! The in-proxy session cache in front of the store.
+//!
+//! Bounded by entry count and by (estimated) bytes, sharded to keep lock hold times short; an
+//! entry older than `max_staleness` is a miss, whatever invalidation says. Concurrent misses for
+//! one key are coalesced into a single store read. Ids the store does not know are cached
+//! negatively in a separate, smaller bound, so a flood of random cookies neither reaches the
+//! store at full rate nor evicts real sessions.
+//!
+//! Invalidation (from this instance's writes, or from the store's invalidation stream) removes
+//! the entry and leaves a tombstone stamped with a global epoch: a read that started before the
+//! invalidation cannot re-insert what it read. While the invalidation stream is down the cache
+//! is flushed and disabled, because nothing would tell it about other instances' writes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use serde_json::Value;
+
+use super::id::StoreKey;
+use super::record::SessionRecord;
+use super::store::StoreError;
+
+const SHARDS: usize = 16;
+
+/// How long a tombstone is kept: longer than any store read may take.
+const TOMBSTONE_LIFETIME: Duration = Duration::from_secs(10);
+
+/// Cache bounds and lifetimes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+    pub max_staleness: Duration,
+    pub negative_entries: usize,
+    pub negative_ttl: Duration,
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cached {
+    Hit(Arc<SessionRecord>),
+    /// Known not to exist (negative entry).
+    Absent,
+    Miss,
+}
+
+/// Where a resolved record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    NegativeCache,
+    Store,
+    /// Another request's store read, joined.
+    Coalesced,
+}
+
+/// Counters for the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub coalesced: AtomicU64,
+    pub negative_hits: AtomicU64,
+    pub invalidations: AtomicU64,
+    pub evictions: AtomicU64,
+    pub flushes: AtomicU64,
+}
+
+/// A point-in-time copy of the counters and sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheSnapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub coalesced: u64,
+    pub negative_hits: u64,
+    pub invalidations: u64,
+    pub evictions: u64,
+    pub flushes: u64,
+    pub entries: usize,
+    pub negative_entries: usize,
+    pub bytes: usize,
+    pub enabled: bool,
+}
+
+struct Entry {
+    record: Arc<SessionRecord>,
+    fetched_at: Instant,
+    bytes: usize,
+}
+
+struct Shard {
+    entries: LruCache<StoreKey, Entry>,
+    bytes: usize,
+    negative: LruCache<StoreKey, Instant>,
+    /// Invalidation epoch and time per recently invalidated key.
+    tombstones: HashMap<StoreKey, (u64, Instant)>,
+}
+
+type Flight = tokio::sync::OnceCell<Result<Option<Arc<SessionRecord>>, StoreError>>;
+
+pub struct SessionCache {
+    settings: CacheSettings,
+    per_shard_entries: usize,
+    per_shard_bytes: usize,
+    per_shard_negative: usize,
+    shards: Vec<Mutex<Shard>>,
+    inflight: Mutex<HashMap<StoreKey, Arc<Flight>>>,
+    enabled: AtomicBool,
+    epoch: AtomicU64,
+    /// Epoch of the last flush: reads that started before it insert nothing.
+    flushed_at: AtomicU64,
+    stats: CacheStats,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while these locks are held; a poisoned lock still holds sound data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Approximate heap bytes of a JSON value (allocation sizes plus the value's own slot).
+fn value_bytes(v: &Value) -> usize {
+    std::mem::size_of::<Value>()
+        + match v {
+            Value::String(s) => s.capacity(),
+            Value::Array(items) => items.iter().map(value_bytes).sum(),
+            // A BTreeMap node per few entries; count the key and a pointer-sized share of the node.
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| k.capacity() + std::mem::size_of::<String>() + value_bytes(v) + 16)
+                .sum(),
+            _ => 0,
+        }
+}
+
+/// Approximate memory held by one cached session, key included.
+pub fn entry_bytes(key: &StoreKey, record: &SessionRecord) -> usize {
+    let claims: usize = record
+        .claims
+        .iter()
+        .map(|(k, v)| k.capacity() + std::mem::size_of::<String>() + value_bytes(v) + 16)
+        .sum();
+    std::mem::size_of::<Entry>()
+        + std::mem::size_of::<SessionRecord>()
+        + 2 * key.as_str().len()
+        + record.sub.capacity()
+        + claims
+        + 64 // LRU node and hash-table slot
+}
+
+impl SessionCache {
+    pub fn new(settings: CacheSettings) -> Self {
+        let per_shard = |n: usize| n.div_ceil(SHARDS).max(1);
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(Shard {
+                    entries: LruCache::unbounded(),
+                    bytes: 0,
+                    negative: LruCache::new(
+                        NonZeroUsize::new(per_shard(settings.negative_entries))
+                            .unwrap_or(NonZeroUsize::MIN),
+                    ),
+                    tombstones: HashMap::new(),
+                })
+            })
+            .collect();
+        SessionCache {
+            per_shard_entries: per_shard(settings.max_entries),
+            per_shard_bytes: per_shard(settings.max_bytes),
+            per_shard_negative: per_shard(settings.negative_entries),
+            settings,
+            shards,
+            inflight: Mutex::new(HashMap::new()),
+            enabled: AtomicBool::new(true),
+            epoch: AtomicU64::new(0),
+            flushed_at: AtomicU64::new(0),
+            stats: CacheStats::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &CacheSettings {
+        &self.settings
+    }
+
+    fn shard(&self, key: &StoreKey) -> &Mutex<Shard> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    /// Looks `key` up without touching the store.
+    pub fn get(&self, key: &StoreKey) -> Cached {
+        if !self.is_enabled() {
+            return Cached::Miss;
+        }
+        let now = Instant::now();
+        let mut shard = lock(self.shard(key));
+        if let Some(entry) = shard.entries.get(key) {
+            if now.duration_since(entry.fetched_at) < self.settings.max_staleness {
+                return Cached::Hit(entry.record.clone());
+            }
+            if let Some(stale) = shard.entries.pop(key) {
+                shard.bytes -= stale.bytes;
+            }
+        }
+        if let Some(at) = shard.negative.get(key) {
+            if now.duration_since(*at) < self.settings.negative_ttl {
+                return Cached::Absent;
+            }
+            shard.negative.pop(key);
+        }
+        Cached::Miss
+    }
+
+    /// Resolves `key` through the cache; on a miss runs `load` once for all concurrent callers.
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        key: &StoreKey,
+        load: F,
+    ) -> Result<(Option<Arc<SessionRecord>>, Source), StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<SessionRecord>, StoreError>>,
+    {
+        match self.get(key) {
+            Cached::Hit(record) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok((Some(record), Source::Cache));
+            }
+            Cached::Absent => {
+                self.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok((None, Source::NegativeCache));
+            }
+            Cached::Miss => {}
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let since = self.epoch.load(Ordering::Acquire);
+        let (flight, created) = {
+            let mut inflight = lock(&self.inflight);
+            match inflight.get(key) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f = Arc::new(Flight::new());
+                    inflight.insert(key.clone(), f.clone());
+                    (f, true)
+                }
+            }
+        };
+        let result = flight
+            .get_or_init(|| async { load().await.map(|r| r.map(Arc::new)) })
+            .await
+            .clone();
+        {
+            let mut inflight = lock(&self.inflight);
+            if inflight.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                inflight.remove(key);
+            }
+        }
+        if !created {
+            self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+        }
+        let record = result?;
+        self.insert_since(key, record.clone(), since);
+        let source = if created {
+            Source::Store
+        } else {
+            Source::Coalesced
+        };
+        Ok((record, source))
+    }
+
+    /// Inserts what a read that began at epoch `since` found, unless the key was invalidated
+    /// (or the cache flushed) after the read began.
+    fn insert_since(&self, key: &StoreKey, record: Option<Arc<SessionRecord>>, since: u64) {
+        if !self.is_enabled() || self.flushed_at.load(Ordering::Acquire) > since {
+            return;
+        }
+        let mut shard = lock(self.shard(key));
+        if shard
+            .tombstones
+            .get(key)
+            .is_some_and(|(epoch, _)| *epoch > since)
+        {
+            return;
+        }
+        self.insert_locked(&mut shard, key, record);
+    }
+
+    fn insert_locked(&self, shard: &mut Shard, key: &StoreKey, record: Option<Arc<SessionRecord>>) {
+        let now = Instant::now();
+        match record {
+            Some(record) => {
+                shard.negative.pop(key);
+                let bytes = entry_bytes(key, &record);
+                let entry = Entry {
+                    record,
+                    fetched_at: now,
+                    bytes,
+                };
+                if let Some(old) = shard.entries.put(key.clone(), entry) {
+                    shard.bytes -= old.bytes;
+                }
+                shard.bytes += bytes;
+                while shard.entries.len() > self.per_shard_entries
+                    || shard.bytes > self.per_shard_bytes
+                {
+                    match shard.entries.pop_lru() {
+                        Some((_, evicted)) => {
+                            shard.bytes -= evicted.bytes;
+                            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+                        }
+                        None => break,
+                    }
+                }
+            }
+            None => {
+                if self.per_shard_negative > 0 && !self.settings.negative_ttl.is_zero() {
+                    shard.negative.put(key.clone(), now);
+                }
+            }
+        }
+    }
+
+    /// Stores the record this instance just wrote (create, update, renewal).
+    pub fn put_written(&self, key: &StoreKey, record: SessionRecord) {
+        if !self.is_enabled() {
+            return;
+        }
+        let mut shard = lock(self.shard(key));
+        self.insert_locked(&mut shard, key, Some(Arc::new(record)));
+    }
+
+    /// Forgets `key`: a later reader goes to the store, and reads already under way cannot put
+    /// back what they found.
+    pub fn invalidate(&self, key: &StoreKey) {
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        lock(&self.inflight).remove(key);
+        let now = Instant::now();
+        let mut shard = lock(self.shard(key));
+        if let Some(old) = shard.entries.pop(key) {
+            shard.bytes -= old.bytes;
+        }
+        shard.negative.pop(key);
+        if shard.tombstones.len() >= 1024 {
+            shard
+                .tombstones
+                .retain(|_, (_, at)| now.duration_since(*at) < TOMBSTONE_LIFETIME);
+        }
+        shard.tombstones.insert(key.clone(), (epoch, now));
+    }
+
+    /// Drops everything; with `enabled = false` nothing is cached until `enable`.
+    pub fn flush(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::Release);
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.flushed_at.store(epoch, Ordering::Release);
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        lock(&self.inflight).clear();
+        for shard in &self.shards {
+            let mut s = lock(shard);
+            s.entries.clear();
+            s.negative.clear();
+            s.tombstones.clear();
+            s.bytes = 0;
+        }
+    }
+
+    /// Starts caching again (the invalidation stream is back).
+    pub fn enable(&self) {
+        self.flush(true);
+    }
+
+    pub fn stats(&self) -> CacheSnapshot {
+        let (mut entries, mut negative_entries, mut bytes) = (0, 0, 0);
+        for shard in &self.shards {
+            let s = lock(shard);
+            entries += s.entries.len();
+            negative_entries += s.negative.len();
+            bytes += s.bytes;
+        }
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CacheSnapshot {
+            hits: load(&self.stats.hits),
+            misses: load(&self.stats.misses),
+            coalesced: load(&self.stats.coalesced),
+            negative_hits: load(&self.stats.negative_hits),
+            invalidations: load(&self.stats.invalidations),
+            evictions: load(&self.stats.evictions),
+            flushes: load(&self.stats.flushes),
+            entries,
+            negative_entries,
+            bytes,
+            enabled: self.is_enabled(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
