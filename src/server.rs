@@ -16,7 +16,9 @@ use crate::admin::Admin;
 use crate::config::model::StoreSettings;
 use crate::config::Config;
 use crate::proxy::Gateway;
+use crate::session::invalidation::Invalidator;
 use crate::session::lifecycle::now_ms;
+use crate::session::renewal::RenewalFlusher;
 use crate::session::{SessionStore, StoreError};
 
 /// Periodic store housekeeping (the memory store's sweep of expired sessions).
@@ -44,6 +46,35 @@ impl BackgroundService for StoreMaintenance {
     }
 }
 
+/// Writes queued idle renewals in batches; drains the queue on shutdown.
+struct RenewalService(RenewalFlusher);
+
+#[async_trait]
+impl BackgroundService for RenewalService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.0
+            .run(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+        info!("flushed pending session renewals");
+    }
+}
+
+/// Keeps the cache's invalidation connection to Redis up.
+struct InvalidationService(Invalidator);
+
+#[async_trait]
+impl BackgroundService for InvalidationService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.0
+            .run(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+    }
+}
+
 /// Builds the server for `config`. Call `run_forever` on the result.
 pub fn build(config: Config) -> Result<Server, StoreError> {
     // Pingora counts whole seconds: round the grace up so "500ms" is not "none".
@@ -63,8 +94,11 @@ pub fn build(config: Config) -> Result<Server, StoreError> {
         StoreSettings::Memory(m) => m.sweep_interval,
         StoreSettings::Redis(_) => Duration::from_secs(3600),
     };
-    let gateway = Gateway::new(config)?;
-    let store = gateway.store().clone();
+    let mut stack = crate::session::build_stack(&config)?;
+    let flusher = stack.flusher.take();
+    let invalidator = stack.invalidator.take();
+    let gateway = Gateway::new(config, &stack);
+    let store = stack.store.clone();
 
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     for addr in &listen {
@@ -80,6 +114,18 @@ pub fn build(config: Config) -> Result<Server, StoreError> {
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(maintenance);
+    if let Some(flusher) = flusher {
+        server.add_service(background_service(
+            "session renewals",
+            RenewalService(flusher),
+        ));
+    }
+    if let Some(invalidator) = invalidator {
+        server.add_service(background_service(
+            "cache invalidation",
+            InvalidationService(invalidator),
+        ));
+    }
     info!(listen = ?listen, admin = %admin_listen, "sessiongate starting");
     Ok(server)
 }

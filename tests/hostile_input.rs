@@ -342,6 +342,9 @@ async fn a_dead_redis_fails_closed_or_anonymous_per_route_and_never_issues_a_coo
         StatusCode::OK
     );
     fx.redis_mut().kill();
+    // The session cache switches off as soon as its invalidation connection breaks.
+    fx.wait_for_status("/", Some(&cookie), StatusCode::SERVICE_UNAVAILABLE)
+        .await;
 
     // required + fail_closed: 503, upstream not reached
     let hits = fx.upstream.hits();
@@ -394,6 +397,8 @@ async fn store_errors_follow_each_routes_policy() {
     let cookie = fx.login("alice").await;
     let mut fx = fx;
     fx.redis_mut().kill();
+    fx.wait_for_status("/stale", Some(&cookie), StatusCode::SERVICE_UNAVAILABLE)
+        .await;
     // serve_stale without a cached copy refuses like fail_closed
     assert_eq!(
         fx.request("/stale", Some(&cookie), &[]).await.status,

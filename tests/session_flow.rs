@@ -215,7 +215,13 @@ async fn renewal_moves_the_idle_deadline_but_never_past_the_absolute_one() {
         fx.request("/", Some(&cookie), &[]).await.status,
         StatusCode::OK
     );
-    let renewed = fx.stored(&cookie, format).unwrap();
+    // Renewals are written behind, in batches: poll the store until this one lands.
+    let mut renewed = fx.stored(&cookie, format).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while renewed.idle_deadline == created.idle_deadline && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        renewed = fx.stored(&cookie, format).unwrap();
+    }
     assert!(
         renewed.idle_deadline > created.idle_deadline,
         "renewal moved the idle deadline"

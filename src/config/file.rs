@@ -17,6 +17,7 @@ pub struct RawConfig {
     pub store: RawStore,
     #[serde(default)]
     pub identity: RawIdentity,
+    pub cache: Option<RawCache>,
     #[serde(default)]
     pub upstream: Vec<RawUpstream>,
     #[serde(default)]
@@ -88,6 +89,27 @@ pub struct RawStore {
     /// Memory store only: how often expired sessions are swept.
     #[serde(default, with = "humantime_serde")]
     pub sweep_interval: Option<Duration>,
+    /// Redis only: how often queued idle renewals are written.
+    #[serde(default, with = "humantime_serde")]
+    pub renewal_flush_interval: Option<Duration>,
+    /// Redis only: the most renewals written in one pipelined batch.
+    pub renewal_batch_size: Option<usize>,
+}
+
+/// The in-proxy session cache (Redis store only).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub enabled: Option<bool>,
+    pub max_entries: Option<usize>,
+    pub max_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_staleness: Option<Duration>,
+    pub negative_entries: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub negative_ttl: Option<Duration>,
+    /// Follow other instances' writes through Redis client-side-caching invalidations.
+    pub invalidation: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,6 +16,8 @@ pub struct Config {
     pub session: SessionSettings,
     pub store: StoreSettings,
     pub identity: IdentitySettings,
+    /// `None` when there is no cache (memory store, or disabled).
+    pub cache: Option<CacheConfig>,
     pub upstreams: Vec<UpstreamSettings>,
     pub routes: Vec<RouteSettings>,
 }
@@ -88,6 +90,15 @@ pub struct RedisStoreSettings {
     pub key_prefix: String,
     pub command_timeout: Duration,
     pub connect_timeout: Duration,
+    pub renewal_flush_interval: Duration,
+    pub renewal_batch_size: usize,
+}
+
+/// The session cache and whether it follows invalidations from Redis.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub settings: crate::session::cache::CacheSettings,
+    pub invalidation: bool,
 }
 
 /// Secret key bytes; never printed.

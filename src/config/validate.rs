@@ -27,6 +27,13 @@ pub mod defaults {
     pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
     pub const MAX_SESSIONS: usize = 1_000_000;
     pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+    pub const RENEWAL_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+    pub const RENEWAL_BATCH_SIZE: usize = 256;
+    pub const CACHE_ENTRIES: usize = 100_000;
+    pub const CACHE_BYTES: usize = 64 << 20;
+    pub const CACHE_MAX_STALENESS: Duration = Duration::from_secs(5);
+    pub const NEGATIVE_ENTRIES: usize = 10_000;
+    pub const NEGATIVE_TTL: Duration = Duration::from_secs(2);
     pub const ISSUER: &str = "sessiongate";
     pub const ASSERTION_HEADER: &str = "X-Sessiongate-Assertion";
     pub const ASSERTION_TTL: Duration = Duration::from_secs(60);
@@ -90,6 +97,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem
     let session = check_session(&raw.session, &mut p);
     let store = check_store(&raw.store, &mut p);
     let identity = check_identity(&raw.identity, base, &mut p);
+    let cache = check_cache(raw.cache.as_ref(), store.as_ref(), &mut p);
     let upstreams = check_upstreams(&raw.upstream, &mut p);
     let routes = check_routes(&raw.route, &upstreams, &mut p);
     if !p.0.is_empty() {
@@ -102,6 +110,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem
             session,
             store,
             identity,
+            cache,
             upstreams,
             routes,
         }),
@@ -309,6 +318,11 @@ fn check_store(raw: &RawStore, p: &mut Problems) -> Option<StoreSettings> {
                 (raw.key_prefix.is_some(), "key_prefix"),
                 (raw.command_timeout.is_some(), "command_timeout"),
                 (raw.connect_timeout.is_some(), "connect_timeout"),
+                (
+                    raw.renewal_flush_interval.is_some(),
+                    "renewal_flush_interval",
+                ),
+                (raw.renewal_batch_size.is_some(), "renewal_batch_size"),
             ] {
                 if set {
                     p.add(
@@ -379,14 +393,88 @@ fn check_store(raw: &RawStore, p: &mut Problems) -> Option<StoreSettings> {
                 "store.connect_timeout",
                 p,
             );
+            let renewal_flush_interval = positive(
+                raw.renewal_flush_interval,
+                defaults::RENEWAL_FLUSH_INTERVAL,
+                "store.renewal_flush_interval",
+                p,
+            );
+            let renewal_batch_size = raw
+                .renewal_batch_size
+                .unwrap_or(defaults::RENEWAL_BATCH_SIZE);
+            if !(1..=10_000).contains(&renewal_batch_size) {
+                p.add("store.renewal_batch_size", "must be between 1 and 10000");
+            }
             Some(StoreSettings::Redis(RedisStoreSettings {
                 url,
                 key_prefix,
                 command_timeout,
                 connect_timeout,
+                renewal_flush_interval,
+                renewal_batch_size,
             }))
         }
     }
+}
+
+fn check_cache(
+    raw: Option<&RawCache>,
+    store: Option<&StoreSettings>,
+    p: &mut Problems,
+) -> Option<CacheConfig> {
+    match store {
+        Some(StoreSettings::Memory(_)) => {
+            if raw.is_some() {
+                p.add(
+                    "cache",
+                    "only applies to kind = \"redis\": the memory store is already in the process",
+                );
+            }
+            return None;
+        }
+        None => return None,
+        Some(StoreSettings::Redis(_)) => {}
+    }
+    let default = RawCache::default();
+    let raw = raw.unwrap_or(&default);
+    let max_entries = raw.max_entries.unwrap_or(defaults::CACHE_ENTRIES);
+    if max_entries == 0 {
+        p.add(
+            "cache.max_entries",
+            "must be greater than zero (set cache.enabled = false to turn the cache off)",
+        );
+    }
+    let max_bytes = raw.max_bytes.unwrap_or(defaults::CACHE_BYTES);
+    if max_bytes < 4096 {
+        p.add("cache.max_bytes", "must be at least 4096 bytes");
+    }
+    let max_staleness = positive(
+        raw.max_staleness,
+        defaults::CACHE_MAX_STALENESS,
+        "cache.max_staleness",
+        p,
+    );
+    if max_staleness > Duration::from_secs(3600) {
+        p.add(
+            "cache.max_staleness",
+            "must be at most 1h: it bounds how long a revoked session can still be served",
+        );
+    }
+    let negative_ttl = raw.negative_ttl.unwrap_or(defaults::NEGATIVE_TTL);
+    if negative_ttl > max_staleness {
+        p.add("cache.negative_ttl", "must not exceed cache.max_staleness");
+    }
+    let settings = crate::session::cache::CacheSettings {
+        max_entries,
+        max_bytes,
+        max_staleness,
+        negative_entries: raw.negative_entries.unwrap_or(defaults::NEGATIVE_ENTRIES),
+        negative_ttl,
+    };
+    raw.enabled.unwrap_or(true).then_some(CacheConfig {
+        settings,
+        invalidation: raw.invalidation.unwrap_or(true),
+    })
 }
 
 fn header_name(value: &str, path: &str, p: &mut Problems) -> Option<HeaderName> {

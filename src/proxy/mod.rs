@@ -25,25 +25,21 @@ pub use respond::LocalResponse;
 pub use state::GatewayState;
 
 use crate::config::Config;
-use crate::session::{SessionStore, StoreError};
+use crate::session::{SessionStore, StoreStack};
 
-/// The session gateway: the current configuration's state and the shared session store.
+/// The session gateway: the current configuration's state, and the store stack (store,
+/// cache, renewal queue) that outlives configuration reloads.
 pub struct Gateway {
     state: ArcSwap<GatewayState>,
     store: Arc<dyn SessionStore>,
 }
 
 impl Gateway {
-    /// Builds the gateway and its store from a validated configuration.
-    pub fn new(config: Config) -> Result<Self, StoreError> {
-        let store = crate::session::build_store(&config.store, &config.session)?;
-        Ok(Self::with_store(config, store))
-    }
-
-    pub fn with_store(config: Config, store: Arc<dyn SessionStore>) -> Self {
+    /// Builds the gateway over `stack`; the stack's background tasks are the caller's to run.
+    pub fn new(config: Config, stack: &StoreStack) -> Self {
         Gateway {
-            state: ArcSwap::from_pointee(GatewayState::new(config, store.clone())),
-            store,
+            state: ArcSwap::from_pointee(GatewayState::new(config, stack)),
+            store: stack.store.clone(),
         }
     }
 

@@ -105,7 +105,7 @@ async fn apply(
                         Some(sub) => Some(sub),
                         None => match &ctx.cookie {
                             SessionCookie::Valid(id) => match sessions.resolve(id, now).await? {
-                                Resolution::Active(a) => Some(a.record.sub),
+                                Resolution::Active(a) => Some(a.record.sub.clone()),
                                 _ => None,
                             },
                             _ => None,

@@ -1,15 +1,13 @@
 //! Everything a request needs from one configuration, built once per (re)load. Requests hold
 //! an `Arc` to the state they started with, so a reload never changes a request mid-flight.
 
-use std::sync::Arc;
-
 use http::HeaderName;
 
 use crate::config::Config;
 use crate::cookie::CookieWriter;
 use crate::identity::{ProtectedNamespace, Signer};
 use crate::routing::RouteTable;
-use crate::session::{SessionStore, Sessions};
+use crate::session::{Sessions, StoreStack};
 use crate::upstream::Pools;
 
 pub struct GatewayState {
@@ -23,7 +21,7 @@ pub struct GatewayState {
 }
 
 impl GatewayState {
-    pub fn new(config: Config, store: Arc<dyn SessionStore>) -> Self {
+    pub fn new(config: Config, stack: &StoreStack) -> Self {
         let identity = &config.identity;
         let protected: Vec<&HeaderName> = std::iter::once(&identity.assertion_header)
             .chain(identity.headers.iter().map(|(name, _)| name))
@@ -39,7 +37,7 @@ impl GatewayState {
                 identity.assertion_ttl.as_secs(),
             ),
             cookies: CookieWriter::new(config.session.cookie.clone()),
-            sessions: Sessions::new(store, config.session.clone()),
+            sessions: stack.sessions(config.session.clone()),
             config,
         }
     }

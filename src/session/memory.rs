@@ -141,13 +141,15 @@ impl SessionStore for MemoryStore {
         }
     }
 
-    async fn destroy_user(&self, sub: &str) -> Result<usize, StoreError> {
+    async fn destroy_user(&self, sub: &str) -> Result<Vec<StoreKey>, StoreError> {
         let mut inner = self.lock();
         let keys = inner.users.remove(sub).unwrap_or_default();
-        Ok(keys
-            .iter()
-            .filter(|k| inner.sessions.remove(*k).is_some())
-            .count())
+        let mut removed: Vec<StoreKey> = keys
+            .into_iter()
+            .filter(|k| inner.sessions.remove(k).is_some())
+            .collect();
+        removed.sort();
+        Ok(removed)
     }
 
     async fn user_sessions(&self, sub: &str, now: u64) -> Result<Vec<StoreKey>, StoreError> {

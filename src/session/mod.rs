@@ -5,21 +5,86 @@
 pub mod cache;
 pub mod control;
 pub mod id;
+pub mod invalidation;
 pub mod lifecycle;
 pub mod memory;
 pub mod record;
 pub mod redis;
+pub mod renewal;
 pub mod sessions;
 pub mod store;
 
 use std::sync::Arc;
 
 use crate::config::model::{SessionSettings, StoreSettings};
+use crate::config::Config;
 
 pub use id::{SessionId, StoreKey};
 pub use record::SessionRecord;
 pub use sessions::{ActiveSession, Resolution, Sessions, UpdateOutcome};
 pub use store::{CasOutcome, SessionStore, StoreError};
+
+/// The store and what sits around it: the cache, the renewal queue, and the two background
+/// tasks that serve them (the renewal flusher and the invalidation follower).
+pub struct StoreStack {
+    pub store: Arc<dyn SessionStore>,
+    pub cache: Option<Arc<cache::SessionCache>>,
+    pub renewals: Option<Arc<renewal::RenewalQueue>>,
+    pub flusher: Option<renewal::RenewalFlusher>,
+    pub invalidator: Option<invalidation::Invalidator>,
+}
+
+impl StoreStack {
+    /// Session operations over this stack with `settings`.
+    pub fn sessions(&self, settings: SessionSettings) -> Sessions {
+        Sessions::new(self.store.clone(), settings)
+            .with_cache(self.cache.clone(), self.renewals.clone())
+    }
+}
+
+/// Builds the store the configuration asks for, with its cache and renewal queue.
+pub fn build_stack(config: &Config) -> Result<StoreStack, StoreError> {
+    let store = build_store(&config.store, &config.session)?;
+    let StoreSettings::Redis(redis) = &config.store else {
+        return Ok(StoreStack {
+            store,
+            cache: None,
+            renewals: None,
+            flusher: None,
+            invalidator: None,
+        });
+    };
+    let cache = config
+        .cache
+        .as_ref()
+        .map(|c| Arc::new(cache::SessionCache::new(c.settings.clone())));
+    let invalidator = match (&cache, &config.cache) {
+        (Some(cache), Some(c)) if c.invalidation => {
+            // Nothing is cached until the invalidation connection is up.
+            cache.flush(false);
+            Some(invalidation::Invalidator::new(
+                &redis.url,
+                &redis.key_prefix,
+                redis.connect_timeout,
+                cache.clone(),
+            ))
+        }
+        _ => None,
+    };
+    let (renewals, flusher) = renewal::RenewalQueue::new(
+        store.clone(),
+        cache.clone(),
+        redis.renewal_flush_interval,
+        redis.renewal_batch_size,
+    );
+    Ok(StoreStack {
+        store,
+        cache,
+        renewals: Some(renewals),
+        flusher: Some(flusher),
+        invalidator,
+    })
+}
 
 /// Builds the store the configuration asks for.
 pub fn build_store(

@@ -31,12 +31,13 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
 
-/// Delete every session listed in the user's set, then the set. Returns how many existed.
+/// Delete every session listed in the user's set, then the set. Returns the members whose
+/// session existed.
 const DESTROY_USER_SCRIPT: &str = r"
 local members = redis.call('SMEMBERS', KEYS[1])
-local removed = 0
+local removed = {}
 for _, member in ipairs(members) do
-  removed = removed + redis.call('DEL', ARGV[1] .. member)
+  if redis.call('DEL', ARGV[1] .. member) == 1 then table.insert(removed, member) end
 end
 redis.call('DEL', KEYS[1])
 return removed
@@ -217,14 +218,59 @@ impl SessionStore for RedisStore {
         Ok(deleted > 0)
     }
 
-    async fn destroy_user(&self, sub: &str) -> Result<usize, StoreError> {
+    async fn destroy_user(&self, sub: &str) -> Result<Vec<StoreKey>, StoreError> {
         let ukey = self.user_key(sub);
         let prefix = format!("{}s:", self.settings.key_prefix);
         let script = &self.destroy_user;
-        let removed: i64 = self
+        let mut removed: Vec<String> = self
             .run(|mut c| async move { script.key(&ukey).arg(prefix).invoke_async(&mut c).await })
             .await?;
-        Ok(usize::try_from(removed).unwrap_or(0))
+        removed.sort();
+        Ok(removed.into_iter().map(StoreKey::from_stored).collect())
+    }
+
+    async fn compare_and_set_many(
+        &self,
+        writes: &[(StoreKey, u64, SessionRecord)],
+        now: u64,
+    ) -> Result<Vec<CasOutcome>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (key, expected, record) in writes {
+            pipe.invoke_script(
+                self.cas
+                    .key(self.session_key(key))
+                    .arg(*expected)
+                    .arg(record.encode(self.format))
+                    .arg(ttl_ms(record, now))
+                    .arg(self.format.as_str()),
+            );
+        }
+        let script = &self.cas;
+        let outcomes: Vec<i64> = self
+            .run(|mut c| async move {
+                match pipe.query_async(&mut c).await {
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        script.prepare_invoke().load_async(&mut c).await?;
+                        pipe.query_async(&mut c).await
+                    }
+                    other => other,
+                }
+            })
+            .await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| match o {
+                1 => CasOutcome::Written,
+                0 => CasOutcome::Conflict,
+                _ => CasOutcome::Missing,
+            })
+            .collect())
     }
 
     async fn user_sessions(&self, sub: &str, _now: u64) -> Result<Vec<StoreKey>, StoreError> {

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use tracing::{debug, warn};
 
+use super::cache::{SessionCache, Source};
 use super::control::Login;
 use super::id::{SessionId, StoreKey};
 use super::lifecycle::{self, Validity};
 use super::record::{Claims, SessionRecord};
+use super::renewal::RenewalQueue;
 use super::store::{CasOutcome, SessionStore, StoreError};
 use crate::config::model::SessionSettings;
 
@@ -31,7 +33,9 @@ fn backoff(attempt: u32) -> Duration {
 #[derive(Debug, Clone)]
 pub struct ActiveSession {
     pub key: StoreKey,
-    pub record: SessionRecord,
+    pub record: Arc<SessionRecord>,
+    /// Where the record came from (cache, store, a coalesced read).
+    pub source: Source,
 }
 
 /// The result of looking up a session id.
@@ -54,11 +58,46 @@ pub enum UpdateOutcome {
 pub struct Sessions {
     store: Arc<dyn SessionStore>,
     settings: SessionSettings,
+    cache: Option<Arc<SessionCache>>,
+    renewals: Option<Arc<RenewalQueue>>,
 }
 
 impl Sessions {
+    /// Operations straight on the store: every read is a store read, renewals are inline.
     pub fn new(store: Arc<dyn SessionStore>, settings: SessionSettings) -> Self {
-        Sessions { store, settings }
+        Sessions {
+            store,
+            settings,
+            cache: None,
+            renewals: None,
+        }
+    }
+
+    /// Reads through `cache`; idle renewals go to `renewals` (write-behind) when given.
+    pub fn with_cache(
+        mut self,
+        cache: Option<Arc<SessionCache>>,
+        renewals: Option<Arc<RenewalQueue>>,
+    ) -> Self {
+        self.cache = cache;
+        self.renewals = renewals;
+        self
+    }
+
+    pub fn cache(&self) -> Option<&Arc<SessionCache>> {
+        self.cache.as_ref()
+    }
+
+    fn forget(&self, key: &StoreKey) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(key);
+        }
+    }
+
+    fn remember(&self, key: &StoreKey, record: &SessionRecord) {
+        if let Some(cache) = &self.cache {
+            cache.put_written(key, record.clone());
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn SessionStore> {
@@ -69,11 +108,23 @@ impl Sessions {
         &self.settings
     }
 
-    /// Looks the id up and checks its deadlines; renews the idle deadline when it is due. A
-    /// failed renewal is logged, not fatal: the session stays valid until its current deadline.
+    /// Looks the id up (through the cache when there is one) and checks its deadlines; renews
+    /// the idle deadline when it is due. A failed renewal is logged, not fatal: the session
+    /// stays valid until its current deadline.
     pub async fn resolve(&self, id: &SessionId, now: u64) -> Result<Resolution, StoreError> {
         let key = id.store_key();
-        let Some(record) = self.store.load(&key, now).await? else {
+        let (record, source) = match &self.cache {
+            Some(cache) => {
+                cache
+                    .get_or_load(&key, || self.store.load(&key, now))
+                    .await?
+            }
+            None => (
+                self.store.load(&key, now).await?.map(Arc::new),
+                Source::Store,
+            ),
+        };
+        let Some(record) = record else {
             return Ok(Resolution::NotFound);
         };
         match lifecycle::check(&record, now) {
@@ -85,21 +136,43 @@ impl Sessions {
         } else {
             record
         };
-        Ok(Resolution::Active(ActiveSession { key, record }))
+        Ok(Resolution::Active(ActiveSession {
+            key,
+            record,
+            source,
+        }))
     }
 
-    /// Extends the idle deadline; only a still-existing, unchanged record is rewritten, so a
-    /// renewal can neither resurrect a destroyed session nor undo a concurrent update.
-    async fn renew(&self, key: &StoreKey, record: SessionRecord, now: u64) -> SessionRecord {
+    /// Extends the idle deadline. Write-behind when there is a renewal queue, inline otherwise;
+    /// either way the write is a compare-and-set, so a renewal can neither resurrect a
+    /// destroyed session nor undo a concurrent update.
+    async fn renew(
+        &self,
+        key: &StoreKey,
+        record: Arc<SessionRecord>,
+        now: u64,
+    ) -> Arc<SessionRecord> {
         let next = lifecycle::renewed(&record, now, self.settings.idle_timeout);
+        if let Some(queue) = &self.renewals {
+            if !queue.enqueue(key, record.v, next.clone()) {
+                return record;
+            }
+            // Later requests see the renewed deadline and do not queue it again.
+            self.remember(key, &next);
+            return Arc::new(next);
+        }
         match self.store.compare_and_set(key, record.v, &next, now).await {
-            Ok(CasOutcome::Written) => next,
+            Ok(CasOutcome::Written) => {
+                self.remember(key, &next);
+                Arc::new(next)
+            }
             Ok(outcome) => {
                 debug!(
                     session = key.log_tag(),
                     ?outcome,
                     "renewal skipped: the session changed meanwhile"
                 );
+                self.forget(key);
                 record
             }
             Err(e) => {
@@ -119,6 +192,7 @@ impl Sessions {
     ) -> Result<(SessionId, SessionRecord), StoreError> {
         if let Some((key, sub)) = previous {
             self.store.destroy(key, sub).await?;
+            self.forget(key);
         }
         let record = lifecycle::new_record(
             login.sub.clone(),
@@ -129,7 +203,9 @@ impl Sessions {
         );
         let id = SessionId::generate()
             .map_err(|e| StoreError::Command(format!("the OS random source failed: {e}")))?;
-        self.store.create(&id.store_key(), &record, now).await?;
+        let key = id.store_key();
+        self.store.create(&key, &record, now).await?;
+        self.remember(&key, &record);
         Ok((id, record))
     }
 
@@ -166,11 +242,17 @@ impl Sessions {
 
     /// Ends one session.
     pub async fn logout(&self, key: &StoreKey, sub: Option<&str>) -> Result<bool, StoreError> {
-        self.store.destroy(key, sub).await
+        let existed = self.store.destroy(key, sub).await?;
+        self.forget(key);
+        Ok(existed)
     }
 
-    /// Ends every session of `sub`.
+    /// Ends every session of `sub`; returns how many there were.
     pub async fn logout_all(&self, sub: &str) -> Result<usize, StoreError> {
-        self.store.destroy_user(sub).await
+        let keys = self.store.destroy_user(sub).await?;
+        for key in &keys {
+            self.forget(key);
+        }
+        Ok(keys.len())
     }
 }

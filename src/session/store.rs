@@ -78,12 +78,26 @@ pub trait SessionStore: Send + Sync + 'static {
         now: u64,
     ) -> Result<CasOutcome, StoreError>;
 
+    /// Several compare-and-sets at once (the Redis store pipelines them); one outcome per
+    /// write, in order.
+    async fn compare_and_set_many(
+        &self,
+        writes: &[(StoreKey, u64, SessionRecord)],
+        now: u64,
+    ) -> Result<Vec<CasOutcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for (key, expected, record) in writes {
+            outcomes.push(self.compare_and_set(key, *expected, record, now).await?);
+        }
+        Ok(outcomes)
+    }
+
     /// Removes one session (and, when `sub` is known, its entry in the user's set). Returns
     /// whether it existed.
     async fn destroy(&self, key: &StoreKey, sub: Option<&str>) -> Result<bool, StoreError>;
 
-    /// Removes every session of `sub`; returns how many existed.
-    async fn destroy_user(&self, sub: &str) -> Result<usize, StoreError>;
+    /// Removes every session of `sub`; returns the keys of those that existed.
+    async fn destroy_user(&self, sub: &str) -> Result<Vec<StoreKey>, StoreError>;
 
     /// The live sessions of `sub`, pruning stale members of the user's set on the way.
     async fn user_sessions(&self, sub: &str, now: u64) -> Result<Vec<StoreKey>, StoreError>;

@@ -132,6 +132,29 @@ impl Fixture {
         self.send(path, h).await
     }
 
+    /// Repeats a request until it answers `status` (for state that settles asynchronously,
+    /// such as the cache switching off when Redis dies); panics after 5 s.
+    pub async fn wait_for_status(
+        &self,
+        path: &str,
+        cookie: Option<&str>,
+        status: StatusCode,
+    ) -> Reply {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let reply = self.request(path, cookie, &[]).await;
+            if reply.status == status {
+                return reply;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} still answers {} instead of {status}",
+                reply.status
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Logs in through the public /login route (the echo app answers with the control
     /// header), carrying `cookie` if given.
     pub async fn login_with(&self, login_json: &str, cookie: Option<&str>) -> Reply {
