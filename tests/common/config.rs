@@ -20,6 +20,10 @@ pub struct TestConfig {
     pub routes: Vec<String>,
     /// The catch-all route's auth policy and extra lines.
     pub default_route: String,
+    /// Extra lines for `[store]` (Redis only).
+    pub store_extra: String,
+    /// Body of a `[cache]` table, when there is one.
+    pub cache: Option<String>,
 }
 
 impl TestConfig {
@@ -35,6 +39,8 @@ impl TestConfig {
             command_timeout: "200ms".into(),
             routes: Vec::new(),
             default_route: "auth = \"required\"".into(),
+            store_extra: String::new(),
+            cache: None,
         }
     }
 
@@ -67,8 +73,8 @@ impl TestConfig {
     pub fn to_toml(&self) -> String {
         let store = match &self.redis_url {
             Some(url) => format!(
-                "kind = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{}\"\ncommand_timeout = \"{}\"\nconnect_timeout = \"200ms\"",
-                self.key_prefix, self.command_timeout
+                "kind = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{}\"\ncommand_timeout = \"{}\"\nconnect_timeout = \"200ms\"\n{}",
+                self.key_prefix, self.command_timeout, self.store_extra
             ),
             None => "kind = \"memory\"".to_string(),
         };
@@ -112,6 +118,9 @@ backends = [{backends}]
             format = self.format,
             backends = backends.join(", "),
         );
+        if let Some(cache) = &self.cache {
+            text.push_str(&format!("\n[cache]\n{cache}\n"));
+        }
         for route in &self.routes {
             text.push_str(&format!("\n[[route]]\nupstream = \"app\"\n{route}\n"));
         }

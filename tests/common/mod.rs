@@ -11,7 +11,7 @@ pub mod proc;
 pub use config::TestConfig;
 pub use echo::{Echo, EchoUpstream};
 pub use fixture::{verify, Fixture, Reply, Store};
-pub use proc::{free_port, Proxy, RedisServer};
+pub use proc::{command_calls_on, free_port, Proxy, RedisServer};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 

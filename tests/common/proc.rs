@@ -32,6 +32,20 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str, log: Option<&PathBuf>
     panic!("{what} did not listen on port {port} within 20 s");
 }
 
+/// Calls of one command so far on the server behind `conn`, from `INFO commandstats`.
+pub fn command_calls_on(conn: &mut redis::Connection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(conn)
+        .expect("INFO works");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A real `redis-server` on an ephemeral port, with persistence off.
 pub struct RedisServer {
     pub port: u16,
@@ -72,16 +86,7 @@ impl RedisServer {
 
     /// Calls of one command so far, from `INFO commandstats` (e.g. "get", "evalsha").
     pub fn command_calls(&self, command: &str) -> u64 {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut self.connection())
-            .expect("INFO works");
-        let prefix = format!("cmdstat_{command}:calls=");
-        info.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        command_calls_on(&mut self.connection(), command)
     }
 
     /// Every command executed so far, summed.
