@@ -1752,3 +1752,74 @@ fn admin_listener_on_a_public_address() {
         "the admin listener must be separate",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// [cache] and write-behind renewal
+
+fn redis_base() -> Cfg {
+    Cfg::base().set_str("[store]", "kind", "redis")
+}
+
+#[test]
+fn renewal_keys_only_apply_to_redis() {
+    for (key, value) in [("renewal_flush_interval", "\"100ms\""), ("renewal_batch_size", "64")] {
+        let cfg = Cfg::base().set("[store]", key, value);
+        assert_only(&cfg, &format!("store.{key}"), "only applies to kind = \"redis\"");
+    }
+}
+
+#[test]
+fn renewal_settings_are_checked() {
+    let cfg = redis_base().set_str("[store]", "renewal_flush_interval", "0s");
+    assert_only(&cfg, "store.renewal_flush_interval", "must be greater than zero");
+    for bad in ["0", "10001"] {
+        let cfg = redis_base().set("[store]", "renewal_batch_size", bad);
+        assert_only(&cfg, "store.renewal_batch_size", "between 1 and 10000");
+    }
+}
+
+#[test]
+fn the_cache_is_on_by_default_with_redis_and_absent_with_memory() {
+    let config = redis_base().ok();
+    let cache = config.cache.expect("a cache in front of Redis");
+    assert_eq!(cache.settings.max_entries, 100_000);
+    assert_eq!(cache.settings.max_bytes, 64 << 20);
+    assert_eq!(cache.settings.max_staleness, Duration::from_secs(5));
+    assert_eq!(cache.settings.negative_ttl, Duration::from_secs(2));
+    assert!(cache.invalidation);
+    assert!(Cfg::base().ok().cache.is_none());
+    let off = redis_base().append("[cache]\nenabled = false\n").ok();
+    assert!(off.cache.is_none());
+}
+
+#[test]
+fn a_cache_table_with_the_memory_store() {
+    let cfg = Cfg::base().append("[cache]\nmax_entries = 10\n");
+    assert_only(&cfg, "cache", "only applies to kind = \"redis\"");
+}
+
+#[test]
+fn cache_bounds_are_checked() {
+    let cases = [
+        ("max_entries = 0", "cache.max_entries", "must be greater than zero"),
+        ("max_bytes = 100", "cache.max_bytes", "at least 4096 bytes"),
+        ("max_staleness = \"0s\"", "cache.max_staleness", "must be greater than zero"),
+        ("max_staleness = \"2h\"", "cache.max_staleness", "at most 1h"),
+        ("max_staleness = \"1s\"\nnegative_ttl = \"5s\"", "cache.negative_ttl", "must not exceed cache.max_staleness"),
+    ];
+    for (body, path, message) in cases {
+        let cfg = redis_base().append(&format!("[cache]\n{body}\n"));
+        assert_only(&cfg, path, message);
+    }
+}
+
+#[test]
+fn unknown_cache_keys_are_refused() {
+    let err = from_toml(
+        &redis_base().append("[cache]\nmax_entrys = 10\n").text(),
+        "test.toml",
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("max_entrys"), "{err}");
+}

@@ -461,7 +461,7 @@ fn check_cache(
         );
     }
     let negative_ttl = raw.negative_ttl.unwrap_or(defaults::NEGATIVE_TTL);
-    if negative_ttl > max_staleness {
+    if negative_ttl > max_staleness && !max_staleness.is_zero() {
         p.add("cache.negative_ttl", "must not exceed cache.max_staleness");
     }
     let settings = crate::session::cache::CacheSettings {
