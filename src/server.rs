@@ -20,6 +20,7 @@ use crate::session::invalidation::Invalidator;
 use crate::session::lifecycle::now_ms;
 use crate::session::renewal::RenewalFlusher;
 use crate::session::{SessionStore, StoreError};
+use crate::upstream::Pools;
 
 /// Periodic store housekeeping (the memory store's sweep of expired sessions).
 struct StoreMaintenance {
@@ -97,7 +98,8 @@ pub fn build(config: Config) -> Result<Server, StoreError> {
     let mut stack = crate::session::build_stack(&config)?;
     let flusher = stack.flusher.take();
     let invalidator = stack.invalidator.take();
-    let gateway = Gateway::new(config, &stack);
+    let (pools, health_checks) = Pools::new(&config.upstreams);
+    let gateway = Gateway::new(config, &stack, pools);
     let store = stack.store.clone();
 
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
@@ -114,6 +116,9 @@ pub fn build(config: Config) -> Result<Server, StoreError> {
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(maintenance);
+    for service in health_checks {
+        server.add_service(service);
+    }
     if let Some(flusher) = flusher {
         server.add_service(background_service(
             "session renewals",

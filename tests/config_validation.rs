@@ -1762,16 +1762,27 @@ fn redis_base() -> Cfg {
 
 #[test]
 fn renewal_keys_only_apply_to_redis() {
-    for (key, value) in [("renewal_flush_interval", "\"100ms\""), ("renewal_batch_size", "64")] {
+    for (key, value) in [
+        ("renewal_flush_interval", "\"100ms\""),
+        ("renewal_batch_size", "64"),
+    ] {
         let cfg = Cfg::base().set("[store]", key, value);
-        assert_only(&cfg, &format!("store.{key}"), "only applies to kind = \"redis\"");
+        assert_only(
+            &cfg,
+            &format!("store.{key}"),
+            "only applies to kind = \"redis\"",
+        );
     }
 }
 
 #[test]
 fn renewal_settings_are_checked() {
     let cfg = redis_base().set_str("[store]", "renewal_flush_interval", "0s");
-    assert_only(&cfg, "store.renewal_flush_interval", "must be greater than zero");
+    assert_only(
+        &cfg,
+        "store.renewal_flush_interval",
+        "must be greater than zero",
+    );
     for bad in ["0", "10001"] {
         let cfg = redis_base().set("[store]", "renewal_batch_size", bad);
         assert_only(&cfg, "store.renewal_batch_size", "between 1 and 10000");
@@ -1801,11 +1812,27 @@ fn a_cache_table_with_the_memory_store() {
 #[test]
 fn cache_bounds_are_checked() {
     let cases = [
-        ("max_entries = 0", "cache.max_entries", "must be greater than zero"),
+        (
+            "max_entries = 0",
+            "cache.max_entries",
+            "must be greater than zero",
+        ),
         ("max_bytes = 100", "cache.max_bytes", "at least 4096 bytes"),
-        ("max_staleness = \"0s\"", "cache.max_staleness", "must be greater than zero"),
-        ("max_staleness = \"2h\"", "cache.max_staleness", "at most 1h"),
-        ("max_staleness = \"1s\"\nnegative_ttl = \"5s\"", "cache.negative_ttl", "must not exceed cache.max_staleness"),
+        (
+            "max_staleness = \"0s\"",
+            "cache.max_staleness",
+            "must be greater than zero",
+        ),
+        (
+            "max_staleness = \"2h\"",
+            "cache.max_staleness",
+            "at most 1h",
+        ),
+        (
+            "max_staleness = \"1s\"\nnegative_ttl = \"5s\"",
+            "cache.negative_ttl",
+            "must not exceed cache.max_staleness",
+        ),
     ];
     for (body, path, message) in cases {
         let cfg = redis_base().append(&format!("[cache]\n{body}\n"));
@@ -1822,4 +1849,51 @@ fn unknown_cache_keys_are_refused() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("max_entrys"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// [[upstream]] affinity and health checks
+
+#[test]
+fn upstreams_default_to_session_affinity_and_tcp_checks() {
+    use sessiongate::config::model::{Affinity, HealthCheck};
+    let config = Cfg::base().ok();
+    let up = &config.upstreams[0];
+    assert_eq!(up.affinity, Affinity::Session);
+    assert_eq!(up.health, HealthCheck::Tcp { interval: Duration::from_secs(5) });
+    let config = Cfg::base()
+        .set_str("[[upstream]]", "affinity", "sub")
+        .set_str("[[upstream]]", "health_check", "http")
+        .set_str("[[upstream]]", "health_path", "/healthz")
+        .set_str("[[upstream]]", "health_interval", "1s")
+        .ok();
+    let up = &config.upstreams[0];
+    assert_eq!(up.affinity, Affinity::Sub);
+    assert_eq!(
+        up.health,
+        HealthCheck::Http { path: "/healthz".into(), interval: Duration::from_secs(1) }
+    );
+}
+
+#[test]
+fn health_check_settings_are_checked() {
+    let cfg = Cfg::base().set_str("[[upstream]]", "health_path", "/healthz");
+    assert_only(&cfg, "upstream[0].health_path", "only applies to health_check = \"http\"");
+    let cfg = Cfg::base()
+        .set_str("[[upstream]]", "health_check", "http")
+        .set_str("[[upstream]]", "health_path", "healthz");
+    assert_only(&cfg, "upstream[0].health_path", "must be a path starting with '/'");
+    let cfg = Cfg::base().set_str("[[upstream]]", "health_interval", "0s");
+    assert_only(&cfg, "upstream[0].health_interval", "must be greater than zero");
+}
+
+#[test]
+fn unknown_affinity_is_refused() {
+    let err = from_toml(
+        &Cfg::base().set_str("[[upstream]]", "affinity", "cookie").text(),
+        "test.toml",
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("session"), "{err}");
 }

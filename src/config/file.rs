@@ -128,12 +128,35 @@ pub struct RawIdentity {
     pub headers: BTreeMap<String, String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAffinity {
+    Session,
+    Sub,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawHealthCheck {
+    Tcp,
+    Http,
+    None,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub name: Option<String>,
     #[serde(default)]
     pub backends: Vec<String>,
+    /// What keeps a user on one backend: the session (default), the subject, or nothing.
+    pub affinity: Option<RawAffinity>,
+    pub health_check: Option<RawHealthCheck>,
+    /// Path probed by `health_check = "http"`.
+    pub health_path: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub health_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

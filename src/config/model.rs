@@ -126,6 +126,27 @@ pub struct IdentitySettings {
 pub struct UpstreamSettings {
     pub name: String,
     pub backends: Vec<SocketAddr>,
+    pub affinity: Affinity,
+    pub health: HealthCheck,
+}
+
+/// What a pool hashes to keep a user on one backend (Ketama consistent hashing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affinity {
+    /// The session (its hashed id): every request of a session lands on one backend.
+    Session,
+    /// The subject: all sessions of a user land on one backend.
+    Sub,
+    /// No affinity: requests are spread over the backends.
+    None,
+}
+
+/// Active health checking of a pool's backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheck {
+    None,
+    Tcp { interval: Duration },
+    Http { path: String, interval: Duration },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,6 +34,7 @@ pub mod defaults {
     pub const CACHE_MAX_STALENESS: Duration = Duration::from_secs(5);
     pub const NEGATIVE_ENTRIES: usize = 10_000;
     pub const NEGATIVE_TTL: Duration = Duration::from_secs(2);
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
     pub const ISSUER: &str = "sessiongate";
     pub const ASSERTION_HEADER: &str = "X-Sessiongate-Assertion";
     pub const ASSERTION_TTL: Duration = Duration::from_secs(60);
@@ -659,8 +660,49 @@ fn check_upstreams(raw: &[RawUpstream], p: &mut Problems) -> Vec<UpstreamSetting
             .enumerate()
             .filter_map(|(j, b)| parse_addr(b, &format!("{path}.backends[{j}]"), p))
             .collect();
+        let interval = positive(
+            up.health_interval,
+            defaults::HEALTH_INTERVAL,
+            &format!("{path}.health_interval"),
+            p,
+        );
+        let health = match up.health_check.unwrap_or(RawHealthCheck::Tcp) {
+            RawHealthCheck::None => HealthCheck::None,
+            RawHealthCheck::Tcp => HealthCheck::Tcp { interval },
+            RawHealthCheck::Http => {
+                let probe = up.health_path.clone().unwrap_or_else(|| "/".to_string());
+                if !probe.starts_with('/')
+                    || probe.bytes().any(|b| b.is_ascii_control() || b == b' ')
+                {
+                    p.add(
+                        format!("{path}.health_path"),
+                        format!("\"{probe}\" must be a path starting with '/'"),
+                    );
+                }
+                HealthCheck::Http {
+                    path: probe,
+                    interval,
+                }
+            }
+        };
+        if up.health_path.is_some() && !matches!(health, HealthCheck::Http { .. }) {
+            p.add(
+                format!("{path}.health_path"),
+                "only applies to health_check = \"http\"",
+            );
+        }
+        let affinity = match up.affinity.unwrap_or(RawAffinity::Session) {
+            RawAffinity::Session => Affinity::Session,
+            RawAffinity::Sub => Affinity::Sub,
+            RawAffinity::None => Affinity::None,
+        };
         if !name.is_empty() {
-            out.push(UpstreamSettings { name, backends });
+            out.push(UpstreamSettings {
+                name,
+                backends,
+                affinity,
+                health,
+            });
         }
     }
     out

@@ -47,9 +47,8 @@ pub struct RequestCtx {
     pub clear_cookie: bool,
     /// Inbound headers removed from the protected namespace.
     pub stripped: usize,
-    /// Upstream selection: the round-robin start and how many backends were tried.
-    pub first_backend: Option<usize>,
-    pub attempts: usize,
+    /// Backends this request already tried (a refused connection moves to the next).
+    pub tried: Vec<std::net::SocketAddr>,
 }
 
 impl RequestCtx {
@@ -64,8 +63,7 @@ impl RequestCtx {
             lookup: Lookup::Skipped,
             clear_cookie: false,
             stripped: 0,
-            first_backend: None,
-            attempts: 0,
+            tried: Vec::new(),
         }
     }
 

@@ -26,6 +26,7 @@ pub use state::GatewayState;
 
 use crate::config::Config;
 use crate::session::{SessionStore, StoreStack};
+use crate::upstream::Pools;
 
 /// The session gateway: the current configuration's state, and the store stack (store,
 /// cache, renewal queue) that outlives configuration reloads.
@@ -35,10 +36,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds the gateway over `stack`; the stack's background tasks are the caller's to run.
-    pub fn new(config: Config, stack: &StoreStack) -> Self {
+    /// Builds the gateway over `stack` and `pools`; their background tasks (renewals,
+    /// invalidations, health checks) are the caller's to run.
+    pub fn new(config: Config, stack: &StoreStack, pools: Pools) -> Self {
         Gateway {
-            state: ArcSwap::from_pointee(GatewayState::new(config, stack)),
+            state: ArcSwap::from_pointee(GatewayState::new(config, stack, pools)),
             store: stack.store.clone(),
         }
     }

@@ -21,14 +21,15 @@ pub struct GatewayState {
 }
 
 impl GatewayState {
-    pub fn new(config: Config, stack: &StoreStack) -> Self {
+    /// The state for `config`; `pools` are built by the caller, which runs their health checks.
+    pub fn new(config: Config, stack: &StoreStack, pools: Pools) -> Self {
         let identity = &config.identity;
         let protected: Vec<&HeaderName> = std::iter::once(&identity.assertion_header)
             .chain(identity.headers.iter().map(|(name, _)| name))
             .collect();
         GatewayState {
             routes: RouteTable::new(config.routes.clone()),
-            pools: Pools::new(&config.upstreams),
+            pools,
             namespace: ProtectedNamespace::new(protected),
             signer: Signer::new(
                 &identity.issuer,

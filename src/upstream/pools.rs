@@ -1,54 +1,150 @@
-//! Upstream pools with round-robin backend selection. A connect failure is retried on the next
-//! backend of the pool (each backend at most once per request).
+//! Upstream pools. Each pool picks a backend by Ketama consistent hashing on the request's
+//! affinity key (the session, or its subject), so a user keeps landing on the same backend;
+//! requests without one are spread by a rotating key. Backends that fail their active health
+//! check, or refused a connection within the last health interval, are skipped: their sessions
+//! move to the next backend on the ring and come back when the backend recovers.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::config::model::UpstreamSettings;
+use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::consistent::KetamaHashing;
+use pingora::lb::{Backend, LoadBalancer};
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::services::background::{background_service, GenBackgroundService};
+
+use crate::config::model::{Affinity, HealthCheck, UpstreamSettings};
+
+/// How far along the ring a selection looks for an acceptable backend.
+const MAX_ITERATIONS: usize = 256;
+
+/// How long a refused connection keeps a backend out when there is no health check.
+const DEFAULT_FAILURE_HOLD: Duration = Duration::from_secs(5);
 
 /// One named pool of backends.
-#[derive(Debug)]
 pub struct Pool {
     pub name: String,
-    backends: Vec<SocketAddr>,
-    next: AtomicUsize,
+    pub affinity: Affinity,
+    balancer: Arc<LoadBalancer<KetamaHashing>>,
+    size: usize,
+    rotation: AtomicU64,
+    failure_hold: Duration,
+    failures: Mutex<HashMap<SocketAddr, Instant>>,
+}
+
+/// The background service that runs a pool's health checks.
+pub type HealthService = GenBackgroundService<LoadBalancer<KetamaHashing>>;
+
+fn inet(backend: &Backend) -> Option<SocketAddr> {
+    match &backend.addr {
+        PingoraAddr::Inet(addr) => Some(*addr),
+        _ => None,
+    }
 }
 
 impl Pool {
-    pub fn new(settings: &UpstreamSettings) -> Self {
-        Pool {
+    /// The pool and, when it is health-checked, the service that must run for checks to
+    /// happen.
+    pub fn new(settings: &UpstreamSettings) -> (Pool, Option<HealthService>) {
+        let mut balancer =
+            LoadBalancer::<KetamaHashing>::try_from_iter(settings.backends.iter().copied())
+                .expect("socket addresses need no lookup");
+        let interval = match &settings.health {
+            HealthCheck::None => None,
+            HealthCheck::Tcp { interval } => {
+                balancer.set_health_check(TcpHealthCheck::new());
+                Some(*interval)
+            }
+            HealthCheck::Http { path, interval } => {
+                let mut check = HttpHealthCheck::new("localhost", false);
+                check.req.set_uri(path.parse().unwrap_or_default());
+                balancer.set_health_check(Box::new(check));
+                Some(*interval)
+            }
+        };
+        balancer.health_check_frequency = interval;
+        balancer.parallel_health_check = true;
+        let (balancer, service) = match interval {
+            Some(_) => {
+                let service =
+                    background_service(&format!("health check {}", settings.name), balancer);
+                (service.task(), Some(service))
+            }
+            None => (Arc::new(balancer), None),
+        };
+        let pool = Pool {
             name: settings.name.clone(),
-            backends: settings.backends.clone(),
-            next: AtomicUsize::new(0),
-        }
+            affinity: settings.affinity,
+            balancer,
+            size: settings.backends.len(),
+            rotation: AtomicU64::new(0),
+            failure_hold: interval.unwrap_or(DEFAULT_FAILURE_HOLD),
+            failures: Mutex::new(HashMap::new()),
+        };
+        (pool, service)
     }
 
-    /// The backend for a request's `attempt`-th try: round robin for the first, then the
-    /// following backends in order. `None` once every backend has been tried.
-    pub fn select(&self, first: &mut Option<usize>, attempt: usize) -> Option<SocketAddr> {
-        if attempt >= self.backends.len() {
-            return None;
-        }
-        let start = *first.get_or_insert_with(|| self.next.fetch_add(1, Ordering::Relaxed));
-        Some(self.backends[(start + attempt) % self.backends.len()])
+    fn recently_failed(&self, addr: &SocketAddr) -> bool {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures
+            .get(addr)
+            .is_some_and(|at| at.elapsed() < self.failure_hold)
+    }
+
+    /// Notes a refused connection: the backend is skipped until the next health interval.
+    pub fn mark_failed(&self, addr: SocketAddr) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.insert(addr, Instant::now());
+    }
+
+    /// A key for a request without affinity: rotating, so such requests spread over the ring.
+    pub fn rotating_key(&self) -> [u8; 8] {
+        self.rotation.fetch_add(1, Ordering::Relaxed).to_le_bytes()
+    }
+
+    /// The backend for `key`, skipping unhealthy ones and those in `tried`; backends that
+    /// recently refused a connection are used only when nothing else is left.
+    pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<SocketAddr> {
+        let untried = |b: &Backend| inet(b).is_some_and(|a| !tried.contains(&a));
+        self.balancer
+            .select_with(key, MAX_ITERATIONS, |b, healthy| {
+                healthy && untried(b) && inet(b).is_some_and(|a| !self.recently_failed(&a))
+            })
+            .or_else(|| {
+                self.balancer
+                    .select_with(key, MAX_ITERATIONS, |b, healthy| healthy && untried(b))
+            })
+            .and_then(|b| inet(&b))
     }
 
     pub fn len(&self) -> usize {
-        self.backends.len()
+        self.size
     }
 
     pub fn is_empty(&self) -> bool {
-        self.backends.is_empty()
+        self.size == 0
     }
 }
 
 /// All pools of one configuration, indexed like `Config::upstreams`.
-#[derive(Debug)]
 pub struct Pools(Vec<Pool>);
 
 impl Pools {
-    pub fn new(settings: &[UpstreamSettings]) -> Self {
-        Pools(settings.iter().map(Pool::new).collect())
+    /// The pools and the health-check services to run beside them.
+    pub fn new(settings: &[UpstreamSettings]) -> (Pools, Vec<HealthService>) {
+        let mut services = Vec::new();
+        let pools = settings
+            .iter()
+            .map(|s| {
+                let (pool, service) = Pool::new(s);
+                services.extend(service);
+                pool
+            })
+            .collect();
+        (Pools(pools), services)
     }
 
     pub fn get(&self, index: usize) -> &Pool {
@@ -66,25 +162,47 @@ mod tests {
             backends: (0..n)
                 .map(|i| SocketAddr::from(([127, 0, 0, 1], 8000 + i as u16)))
                 .collect(),
+            affinity: Affinity::Session,
+            health: HealthCheck::None,
         })
+        .0
     }
 
     #[test]
-    fn round_robin_spreads_first_tries() {
+    fn one_key_always_lands_on_one_backend() {
         let p = pool(3);
-        let ports: Vec<u16> = (0..6)
-            .map(|_| p.select(&mut None, 0).unwrap().port())
-            .collect();
-        assert_eq!(ports, [8000, 8001, 8002, 8000, 8001, 8002]);
+        let first = p.select(b"session-a", &[]).unwrap();
+        for _ in 0..100 {
+            assert_eq!(p.select(b"session-a", &[]), Some(first));
+        }
     }
 
     #[test]
-    fn retries_walk_the_other_backends_once() {
+    fn keys_spread_over_the_backends() {
         let p = pool(3);
-        let mut first = None;
-        let tried: Vec<u16> = (0..4)
-            .filter_map(|a| p.select(&mut first, a).map(|s| s.port()))
-            .collect();
-        assert_eq!(tried, [8000, 8001, 8002]);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..300u32 {
+            seen.insert(p.select(&i.to_le_bytes(), &[]).unwrap());
+        }
+        assert_eq!(seen.len(), 3);
+        let mut rotated = std::collections::HashSet::new();
+        for _ in 0..300 {
+            rotated.insert(p.select(&p.rotating_key(), &[]).unwrap());
+        }
+        assert_eq!(rotated.len(), 3);
+    }
+
+    #[test]
+    fn a_failed_backend_is_skipped_then_used_again_as_a_last_resort() {
+        let p = pool(3);
+        let home = p.select(b"s", &[]).unwrap();
+        p.mark_failed(home);
+        let moved = p.select(b"s", &[]).unwrap();
+        assert_ne!(moved, home);
+        // Retries walk the ring without repeating a backend.
+        let third = p.select(b"s", &[moved]).unwrap();
+        assert!(third != moved && third != home);
+        assert_eq!(p.select(b"s", &[moved, third]), Some(home), "last resort");
+        assert_eq!(p.select(b"s", &[moved, third, home]), None);
     }
 }

@@ -24,6 +24,8 @@ pub struct TestConfig {
     pub store_extra: String,
     /// Body of a `[cache]` table, when there is one.
     pub cache: Option<String>,
+    /// Extra lines for the `[[upstream]]` table.
+    pub upstream_extra: String,
 }
 
 impl TestConfig {
@@ -41,6 +43,7 @@ impl TestConfig {
             default_route: "auth = \"required\"".into(),
             store_extra: String::new(),
             cache: None,
+            upstream_extra: String::new(),
         }
     }
 
@@ -112,11 +115,13 @@ insecure_signing_key = "{KEY}"
 [[upstream]]
 name = "app"
 backends = [{backends}]
+{upstream_extra}
 "#,
             idle = self.idle_timeout,
             absolute = self.absolute_timeout,
             format = self.format,
             backends = backends.join(", "),
+            upstream_extra = self.upstream_extra,
         );
         if let Some(cache) = &self.cache {
             text.push_str(&format!("\n[cache]\n{cache}\n"));

@@ -49,8 +49,10 @@ impl Echo {
 
 pub struct EchoUpstream {
     pub addr: SocketAddr,
+    pub name: String,
     hits: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 #[derive(Clone)]
@@ -105,28 +107,55 @@ async fn handle(State(state): State<EchoState>, req: Request) -> Response<Body> 
 impl EchoUpstream {
     /// Starts on 127.0.0.1 on an ephemeral port, inside the current tokio runtime.
     pub async fn start(name: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
+        Self::start_on(name, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr` (e.g. the address of a stopped instance, to bring it back).
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("binds");
         let addr = listener.local_addr().expect("has an address");
         let hits = Arc::new(AtomicUsize::new(0));
         let app = axum::Router::new().fallback(handle).with_state(EchoState {
             name: name.to_string(),
             hits: hits.clone(),
         });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
         });
-        EchoUpstream { addr, hits, task }
+        EchoUpstream {
+            addr,
+            name: name.to_string(),
+            hits,
+            task: Some(task),
+            stop: Some(stop),
+        }
     }
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
+
+    /// Stops listening and closes every connection (idle keep-alive ones included), so the
+    /// backend is down for the proxy: connections are refused.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
 }
 
 impl Drop for EchoUpstream {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
