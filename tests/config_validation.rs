@@ -1860,7 +1860,12 @@ fn upstreams_default_to_session_affinity_and_tcp_checks() {
     let config = Cfg::base().ok();
     let up = &config.upstreams[0];
     assert_eq!(up.affinity, Affinity::Session);
-    assert_eq!(up.health, HealthCheck::Tcp { interval: Duration::from_secs(5) });
+    assert_eq!(
+        up.health,
+        HealthCheck::Tcp {
+            interval: Duration::from_secs(5)
+        }
+    );
     let config = Cfg::base()
         .set_str("[[upstream]]", "affinity", "sub")
         .set_str("[[upstream]]", "health_check", "http")
@@ -1871,26 +1876,43 @@ fn upstreams_default_to_session_affinity_and_tcp_checks() {
     assert_eq!(up.affinity, Affinity::Sub);
     assert_eq!(
         up.health,
-        HealthCheck::Http { path: "/healthz".into(), interval: Duration::from_secs(1) }
+        HealthCheck::Http {
+            path: "/healthz".into(),
+            interval: Duration::from_secs(1)
+        }
     );
 }
 
 #[test]
 fn health_check_settings_are_checked() {
     let cfg = Cfg::base().set_str("[[upstream]]", "health_path", "/healthz");
-    assert_only(&cfg, "upstream[0].health_path", "only applies to health_check = \"http\"");
+    assert_only(
+        &cfg,
+        "upstream[0].health_path",
+        "only applies to health_check = \"http\"",
+    );
     let cfg = Cfg::base()
         .set_str("[[upstream]]", "health_check", "http")
         .set_str("[[upstream]]", "health_path", "healthz");
-    assert_only(&cfg, "upstream[0].health_path", "must be a path starting with '/'");
+    assert_only(
+        &cfg,
+        "upstream[0].health_path",
+        "must be a path starting with '/'",
+    );
     let cfg = Cfg::base().set_str("[[upstream]]", "health_interval", "0s");
-    assert_only(&cfg, "upstream[0].health_interval", "must be greater than zero");
+    assert_only(
+        &cfg,
+        "upstream[0].health_interval",
+        "must be greater than zero",
+    );
 }
 
 #[test]
 fn unknown_affinity_is_refused() {
     let err = from_toml(
-        &Cfg::base().set_str("[[upstream]]", "affinity", "cookie").text(),
+        &Cfg::base()
+            .set_str("[[upstream]]", "affinity", "cookie")
+            .text(),
         "test.toml",
         Path::new("."),
     )
