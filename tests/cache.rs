@@ -308,3 +308,37 @@ async fn a_queued_renewal_never_brings_back_a_destroyed_session() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_pending_renewals() {
+    let mut fx = Fixture::start(MSGPACK, |mut c| {
+        // Never flushed by the timer during this test: only shutdown can write it.
+        c.store_extra = "renewal_flush_interval = \"1h\"".into();
+        c.server_extra = "shutdown_grace = \"1s\"".into();
+        c.timeouts("10s", "1h", Some("9900ms"))
+    })
+    .await;
+    let cookie = fx.login("alice").await;
+    let created = fx.stored(&cookie, RecordFormat::MessagePack).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        fx.request("/", Some(&cookie), &[]).await.status,
+        StatusCode::OK
+    ); // queued
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        fx.stored(&cookie, RecordFormat::MessagePack).unwrap().v,
+        created.v,
+        "not yet written"
+    );
+
+    let status = tokio::task::block_in_place(|| fx.proxy.terminate());
+    assert!(status.success() || status.code().is_some(), "{status:?}");
+    let after = fx.stored(&cookie, RecordFormat::MessagePack).unwrap();
+    assert_eq!(
+        after.v,
+        created.v + 1,
+        "the queued renewal was written at shutdown"
+    );
+    assert!(after.idle_deadline > created.idle_deadline);
+}

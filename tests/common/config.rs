@@ -26,6 +26,8 @@ pub struct TestConfig {
     pub cache: Option<String>,
     /// Extra lines for the `[[upstream]]` table.
     pub upstream_extra: String,
+    /// Extra lines for `[server]`.
+    pub server_extra: String,
 }
 
 impl TestConfig {
@@ -44,6 +46,7 @@ impl TestConfig {
             store_extra: String::new(),
             cache: None,
             upstream_extra: String::new(),
+            server_extra: String::new(),
         }
     }
 
@@ -92,6 +95,7 @@ impl TestConfig {
 listen = ["127.0.0.1:{{port}}"]
 threads = 2
 admin_listen = "127.0.0.1:{{admin_port}}"
+{server_extra}
 
 [session]
 cookie_name = "{COOKIE}"
@@ -122,6 +126,7 @@ backends = [{backends}]
             format = self.format,
             backends = backends.join(", "),
             upstream_extra = self.upstream_extra,
+            server_extra = self.server_extra,
         );
         if let Some(cache) = &self.cache {
             text.push_str(&format!("\n[cache]\n{cache}\n"));
