@@ -19,13 +19,17 @@ struct Farm {
 
 impl Farm {
     async fn start() -> Self {
+        Self::start_with("health_check = \"tcp\"\nhealth_interval = \"200ms\"").await
+    }
+
+    async fn start_with(upstream_extra: &str) -> Self {
         let mut backends = Vec::new();
         for name in ["a", "b", "c"] {
             backends.push(EchoUpstream::start(name).await);
         }
         let mut config = TestConfig::memory(backends[0].addr).standard_routes();
         config.upstreams = backends.iter().map(|b| b.addr).collect();
-        config.upstream_extra = "health_check = \"tcp\"\nhealth_interval = \"200ms\"".into();
+        config.upstream_extra = upstream_extra.into();
         let proxy = Proxy::start(&config.to_toml());
         Farm {
             backends,
@@ -137,5 +141,37 @@ async fn different_sessions_and_anonymous_requests_spread_over_every_backend() {
         homes.len(),
         3,
         "30 sessions should use every backend: {homes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_health_check_moves_sessions_off_a_failing_backend_and_back() {
+    let farm = Farm::start_with(
+        "health_check = \"http\"\nhealth_path = \"/healthz\"\nhealth_interval = \"200ms\"",
+    )
+    .await;
+    let cookie = farm.login("alice").await;
+    let home = farm.landed("/", Some(&cookie)).await;
+    let backend = farm.backends.iter().find(|b| b.name == home).unwrap();
+    // The port still accepts connections; only the HTTP check says it is unhealthy.
+    backend.set_healthy(false);
+    let moved = farm.settle(&cookie, |b| b != home).await;
+    assert_ne!(moved, home);
+    backend.set_healthy(true);
+    assert_eq!(farm.settle(&cookie, |b| b == home).await, home);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_affinity_keeps_every_session_of_a_user_on_one_backend() {
+    let farm = Farm::start_with("affinity = \"sub\"\nhealth_check = \"none\"").await;
+    let mut backends = HashSet::new();
+    for _ in 0..8 {
+        let cookie = farm.login("alice").await;
+        backends.insert(farm.landed("/", Some(&cookie)).await);
+    }
+    assert_eq!(
+        backends.len(),
+        1,
+        "alice's sessions were spread: {backends:?}"
     );
 }

@@ -51,6 +51,7 @@ pub struct EchoUpstream {
     pub addr: SocketAddr,
     pub name: String,
     hits: Arc<AtomicUsize>,
+    healthy: Arc<std::sync::atomic::AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -59,9 +60,21 @@ pub struct EchoUpstream {
 struct EchoState {
     name: String,
     hits: Arc<AtomicUsize>,
+    healthy: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn handle(State(state): State<EchoState>, req: Request) -> Response<Body> {
+    if req.uri().path() == "/healthz" {
+        let status = if state.healthy.load(Ordering::SeqCst) {
+            200
+        } else {
+            503
+        };
+        return Response::builder()
+            .status(status)
+            .body(Body::from("health"))
+            .unwrap_or_else(|_| Response::new(Body::empty()));
+    }
     state.hits.fetch_add(1, Ordering::SeqCst);
     let headers: Vec<(String, String)> = req
         .headers()
@@ -115,9 +128,11 @@ impl EchoUpstream {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("binds");
         let addr = listener.local_addr().expect("has an address");
         let hits = Arc::new(AtomicUsize::new(0));
+        let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let app = axum::Router::new().fallback(handle).with_state(EchoState {
             name: name.to_string(),
             hits: hits.clone(),
+            healthy: healthy.clone(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -131,9 +146,15 @@ impl EchoUpstream {
             addr,
             name: name.to_string(),
             hits,
+            healthy,
             task: Some(task),
             stop: Some(stop),
         }
+    }
+
+    /// What `GET /healthz` answers: 200 when healthy, 503 otherwise.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::SeqCst);
     }
 
     pub fn hits(&self) -> usize {
