@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use serde_json::json;
 use sessiongate::session::cache::{CacheSettings, SessionCache};
 use sessiongate::session::lifecycle::{new_record, now_ms};
-use sessiongate::session::{SessionId, SessionRecord, StoreKey};
+use sessiongate::session::{PreparedSession, SessionId, SessionRecord, StoreKey};
 
 /// Counts live heap bytes, to measure what the cache holds.
 struct Counting;
@@ -57,14 +57,17 @@ fn claims_200() -> serde_json::Map<String, serde_json::Value> {
     claims.as_object().cloned().unwrap()
 }
 
-fn record() -> SessionRecord {
-    new_record(
+/// A session as the cache holds it, with the usual three mapped headers.
+fn record() -> PreparedSession {
+    let record: SessionRecord = new_record(
         "alice".into(),
         claims_200(),
         now_ms(),
         Duration::from_secs(1800),
         Duration::from_secs(43200),
-    )
+    );
+    let projection = ["sub".to_string(), "email".to_string(), "roles".to_string()];
+    PreparedSession::new(&record, &projection)
 }
 
 fn settings(entries: usize) -> CacheSettings {

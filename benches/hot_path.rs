@@ -13,7 +13,7 @@ use sessiongate::cookie;
 use sessiongate::identity::{ProtectedNamespace, Signer};
 use sessiongate::session::lifecycle::{new_record, now_ms};
 use sessiongate::session::memory::MemoryStore;
-use sessiongate::session::{SessionId, SessionRecord, SessionStore};
+use sessiongate::session::{PreparedSession, SessionId, SessionRecord, SessionStore};
 
 fn record_with_claims(bytes: usize) -> SessionRecord {
     let claims = json!({
@@ -105,8 +105,17 @@ fn benches(c: &mut Criterion) {
     let signer = Signer::new("sessiongate", "k1", b"0123456789abcdef0123456789abcdef", 60);
     let record = record_with_claims(200);
     let key = id.store_key();
-    c.bench_function("assertion_claims_and_sign_200B", |b| {
-        b.iter(|| signer.sign(&signer.claims(black_box(&record), &key, "app", 1_700_000_000)))
+    let prepared = PreparedSession::new(&record, &["email".to_string(), "roles".to_string()]);
+    c.bench_function("assertion_sign_200B", |b| {
+        b.iter(|| signer.sign(black_box(&prepared), &key, "app", 1_700_000_000))
+    });
+    c.bench_function("prepare_session_200B", |b| {
+        b.iter(|| {
+            PreparedSession::new(
+                black_box(&record),
+                &["email".to_string(), "roles".to_string()],
+            )
+        })
     });
 
     for size in [200usize, 2_000, 16_000] {

@@ -1,22 +1,25 @@
 //! The identity assertion: a compact JWS (HS256) with `kid`, carrying `iss`, `aud`, `sub`,
 //! `sid` (the hash of the session id, never the id), `iat`, `exp` and the session's claims.
 //!
-//! Signed by hand with `hmac`/`sha2`: the header is fixed per key and encoded once, and the
-//! keyed HMAC state is cloned per request instead of re-deriving the key pads.
+//! Signed by hand with `hmac`/`sha2`: the header is fixed per key and encoded once, the keyed
+//! HMAC state is cloned per request instead of re-deriving the key pads, and the session's
+//! claims arrive already serialised (see `PreparedSession`), so the payload is written in one
+//! pass with no JSON tree built per request.
+
+use std::io::Write;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::session::control::RESERVED_CLAIMS;
-use crate::session::{SessionRecord, StoreKey};
+use crate::session::{PreparedSession, StoreKey};
 
 /// Signs assertions with one HS256 key.
 #[derive(Clone)]
 pub struct Signer {
-    issuer: String,
+    /// `{"iss":"<issuer>"`: the payload's fixed start.
+    payload_start: Vec<u8>,
     ttl_secs: u64,
     encoded_header: String,
     mac: Hmac<Sha256>,
@@ -25,50 +28,71 @@ pub struct Signer {
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signer")
-            .field("issuer", &self.issuer)
             .field("ttl_secs", &self.ttl_secs)
             .finish_non_exhaustive()
     }
+}
+
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s).expect("writing a JSON string to memory cannot fail");
 }
 
 impl Signer {
     /// `key` must be at least 32 bytes (checked by config validation).
     pub fn new(issuer: &str, key_id: &str, key: &[u8], ttl_secs: u64) -> Self {
         let header = serde_json::json!({"alg": "HS256", "kid": key_id, "typ": "JWT"});
+        let mut payload_start = b"{\"iss\":".to_vec();
+        json_string(&mut payload_start, issuer);
         Signer {
-            issuer: issuer.to_string(),
+            payload_start,
             ttl_secs,
             encoded_header: URL_SAFE_NO_PAD.encode(header.to_string()),
             mac: Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length"),
         }
     }
 
-    /// The claims of the assertion for this session at `now_secs`.
-    pub fn claims(
+    /// The assertion payload (JSON) for this session at `now_secs`.
+    pub fn payload(
         &self,
-        record: &SessionRecord,
+        session: &PreparedSession,
         key: &StoreKey,
         audience: &str,
         now_secs: u64,
-    ) -> Map<String, Value> {
-        let mut claims = Map::with_capacity(record.claims.len() + 6);
-        for (k, v) in &record.claims {
-            if !RESERVED_CLAIMS.contains(&k.as_str()) {
-                claims.insert(k.clone(), v.clone());
+    ) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(self.payload_start.len() + session.claims_json.len() + 160);
+        out.extend_from_slice(&self.payload_start);
+        out.extend_from_slice(b",\"aud\":");
+        json_string(&mut out, audience);
+        out.extend_from_slice(b",\"sub\":");
+        json_string(&mut out, &session.sub);
+        out.extend_from_slice(b",\"sid\":");
+        json_string(&mut out, key.as_str());
+        let _ = write!(
+            out,
+            ",\"iat\":{now_secs},\"exp\":{}",
+            now_secs + self.ttl_secs
+        );
+        // The claims object without its opening brace; reserved names were left out of it.
+        match session.claims_json.strip_prefix('{') {
+            Some(rest) if rest != "}" => {
+                out.push(b',');
+                out.extend_from_slice(rest.as_bytes());
             }
+            _ => out.push(b'}'),
         }
-        claims.insert("iss".into(), Value::from(self.issuer.as_str()));
-        claims.insert("aud".into(), Value::from(audience));
-        claims.insert("sub".into(), Value::from(record.sub.as_str()));
-        claims.insert("sid".into(), Value::from(key.as_str()));
-        claims.insert("iat".into(), Value::from(now_secs));
-        claims.insert("exp".into(), Value::from(now_secs + self.ttl_secs));
-        claims
+        out
     }
 
-    /// The signed compact token for `claims`.
-    pub fn sign(&self, claims: &Map<String, Value>) -> String {
-        let payload = serde_json::to_vec(claims).expect("a JSON map always serialises");
+    /// The signed compact token for this session at `now_secs`.
+    pub fn sign(
+        &self,
+        session: &PreparedSession,
+        key: &StoreKey,
+        audience: &str,
+        now_secs: u64,
+    ) -> String {
+        let payload = self.payload(session, key, audience, now_secs);
         let mut token =
             String::with_capacity(self.encoded_header.len() + payload.len() * 4 / 3 + 48);
         token.push_str(&self.encoded_header);
@@ -86,11 +110,15 @@ impl Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::SessionId;
+    use crate::session::{SessionId, SessionRecord};
     use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn session() -> PreparedSession {
+        PreparedSession::new(&record(), &[])
+    }
 
     fn record() -> SessionRecord {
         SessionRecord {
@@ -116,7 +144,7 @@ mod tests {
     fn a_standard_library_verifies_our_token() {
         let signer = Signer::new("sessiongate", "k1", KEY, 60);
         let key = SessionId::generate().unwrap().store_key();
-        let token = signer.sign(&signer.claims(&record(), &key, "app", now()));
+        let token = signer.sign(&session(), &key, "app", now());
         let header = decode_header(&token).unwrap();
         assert_eq!(header.kid.as_deref(), Some("k1"));
         assert_eq!(header.alg, Algorithm::HS256);
@@ -133,10 +161,25 @@ mod tests {
     }
 
     #[test]
+    fn names_and_values_are_escaped_and_empty_claims_close_the_object() {
+        let signer = Signer::new("iss\"x", "k1", KEY, 60);
+        let mut r = record();
+        r.sub = "al\"ice\\\n".into();
+        r.claims.clear();
+        let key = SessionId::generate().unwrap().store_key();
+        let payload = signer.payload(&PreparedSession::new(&r, &[]), &key, "a\"pp", 100);
+        let v: Value = serde_json::from_slice(&payload).expect("valid JSON");
+        assert_eq!(v["sub"], "al\"ice\\\n");
+        assert_eq!(v["iss"], "iss\"x");
+        assert_eq!(v["aud"], "a\"pp");
+        assert_eq!(v.as_object().unwrap().len(), 6);
+    }
+
+    #[test]
     fn a_wrong_key_or_tampering_fails_verification() {
         let signer = Signer::new("sessiongate", "k1", KEY, 60);
         let key = SessionId::generate().unwrap().store_key();
-        let token = signer.sign(&signer.claims(&record(), &key, "app", now()));
+        let token = signer.sign(&session(), &key, "app", now());
         let mut v = Validation::new(Algorithm::HS256);
         v.set_audience(&["app"]);
         let other = DecodingKey::from_secret(b"another-key-another-key-another-key");

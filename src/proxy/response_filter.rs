@@ -73,7 +73,7 @@ pub async fn run(response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<
 /// The key (and `sub`, when known) of the session the request carried, resolved or not.
 fn carried(ctx: &RequestCtx) -> Option<(StoreKey, Option<String>)> {
     if let Some(active) = &ctx.session {
-        return Some((active.key.clone(), Some(active.record.sub.clone())));
+        return Some((active.key.clone(), Some(active.session.sub.to_string())));
     }
     match &ctx.cookie {
         SessionCookie::Valid(id) => Some((id.store_key(), None)),
@@ -105,7 +105,7 @@ async fn apply(
                         Some(sub) => Some(sub),
                         None => match &ctx.cookie {
                             SessionCookie::Valid(id) => match sessions.resolve(id, now).await? {
-                                Resolution::Active(a) => Some(a.record.sub.clone()),
+                                Resolution::Active(a) => Some(a.session.sub.to_string()),
                                 _ => None,
                             },
                             _ => None,

@@ -38,7 +38,13 @@ impl GatewayState {
                 identity.assertion_ttl.as_secs(),
             ),
             cookies: CookieWriter::new(config.session.cookie.clone()),
-            sessions: stack.sessions(config.session.clone()),
+            sessions: stack.sessions(config.session.clone()).with_projection(
+                identity
+                    .headers
+                    .iter()
+                    .map(|(_, claim)| claim.clone())
+                    .collect(),
+            ),
             config,
         }
     }

@@ -22,7 +22,7 @@ fn affinity_key(pool: &Pool, ctx: &RequestCtx) -> Option<Vec<u8>> {
         Affinity::Sub => ctx
             .session
             .as_ref()
-            .map(|active| active.record.sub.as_bytes().to_vec()),
+            .map(|active| active.session.sub.as_bytes().to_vec()),
     }
 }
 

@@ -7,7 +7,6 @@ use pingora::http::RequestHeader;
 use pingora::Result;
 
 use super::ctx::RequestCtx;
-use crate::identity::claim_header_value;
 use crate::session::lifecycle::now_ms;
 
 pub fn run(upstream_request: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
@@ -23,16 +22,17 @@ pub fn run(upstream_request: &mut RequestHeader, ctx: &mut RequestCtx) -> Result
     let state = ctx.state();
     let identity = &state.config.identity;
     let audience = &state.routes.get(route).audience;
-    let claims = state
+    let token = state
         .signer
-        .claims(&active.record, &active.key, audience, now_ms() / 1000);
-    upstream_request.insert_header(
-        identity.assertion_header.clone(),
-        state.signer.sign(&claims),
-    )?;
-    for (name, claim) in &identity.headers {
-        if let Some(value) = claim_header_value(&active.record, claim) {
-            // Sanitised: no control characters, so the value is always a valid header value.
+        .sign(&active.session, &active.key, audience, now_ms() / 1000);
+    upstream_request.insert_header(identity.assertion_header.clone(), token)?;
+    // Values were rendered and sanitised when the session was prepared, in header order.
+    for ((name, _), value) in identity
+        .headers
+        .iter()
+        .zip(active.session.header_values.iter())
+    {
+        if let Some(value) = value {
             if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
                 upstream_request.insert_header(name.clone(), value)?;
             }

@@ -19,12 +19,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use lru::LruCache;
-use serde_json::Value;
-
 use super::id::StoreKey;
-use super::record::SessionRecord;
+use super::prepared::PreparedSession;
 use super::store::StoreError;
+use lru::LruCache;
 
 const SHARDS: usize = 16;
 
@@ -44,7 +42,7 @@ pub struct CacheSettings {
 /// What a lookup found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cached {
-    Hit(Arc<SessionRecord>),
+    Hit(Arc<PreparedSession>),
     /// Known not to exist (negative entry).
     Absent,
     Miss,
@@ -89,7 +87,7 @@ pub struct CacheSnapshot {
 }
 
 struct Entry {
-    record: Arc<SessionRecord>,
+    record: Arc<PreparedSession>,
     fetched_at: Instant,
     bytes: usize,
 }
@@ -102,7 +100,7 @@ struct Shard {
     tombstones: HashMap<StoreKey, (u64, Instant)>,
 }
 
-type Flight = tokio::sync::OnceCell<Result<Option<Arc<SessionRecord>>, StoreError>>;
+type Flight = tokio::sync::OnceCell<Result<Option<Arc<PreparedSession>>, StoreError>>;
 
 pub struct SessionCache {
     settings: CacheSettings,
@@ -123,34 +121,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Approximate heap bytes of a JSON value (allocation sizes plus the value's own slot).
-fn value_bytes(v: &Value) -> usize {
-    std::mem::size_of::<Value>()
-        + match v {
-            Value::String(s) => s.capacity(),
-            Value::Array(items) => items.iter().map(value_bytes).sum(),
-            // A BTreeMap node per few entries; count the key and a pointer-sized share of the node.
-            Value::Object(map) => map
-                .iter()
-                .map(|(k, v)| k.capacity() + std::mem::size_of::<String>() + value_bytes(v) + 16)
-                .sum(),
-            _ => 0,
-        }
-}
-
-/// Approximate memory held by one cached session, key included.
-pub fn entry_bytes(key: &StoreKey, record: &SessionRecord) -> usize {
-    let claims: usize = record
-        .claims
-        .iter()
-        .map(|(k, v)| k.capacity() + std::mem::size_of::<String>() + value_bytes(v) + 16)
-        .sum();
+/// Memory held by one cached session, key and bookkeeping included.
+pub fn entry_bytes(key: &StoreKey, session: &PreparedSession) -> usize {
     std::mem::size_of::<Entry>()
-        + std::mem::size_of::<SessionRecord>()
-        + 2 * key.as_str().len()
-        + record.sub.capacity()
-        + claims
-        + 64 // LRU node and hash-table slot
+        + std::mem::size_of::<StoreKey>()
+        + key.as_str().len()
+        + 2 * std::mem::size_of::<usize>() // Arc counters
+        + session.size_bytes()
+        + 40 // LRU node links and hash-table slot
 }
 
 impl SessionCache {
@@ -226,10 +204,10 @@ impl SessionCache {
         &self,
         key: &StoreKey,
         load: F,
-    ) -> Result<(Option<Arc<SessionRecord>>, Source), StoreError>
+    ) -> Result<(Option<Arc<PreparedSession>>, Source), StoreError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<SessionRecord>, StoreError>>,
+        Fut: Future<Output = Result<Option<PreparedSession>, StoreError>>,
     {
         match self.get(key) {
             Cached::Hit(record) => {
@@ -280,7 +258,7 @@ impl SessionCache {
 
     /// Inserts what a read that began at epoch `since` found, unless the key was invalidated
     /// (or the cache flushed) after the read began.
-    fn insert_since(&self, key: &StoreKey, record: Option<Arc<SessionRecord>>, since: u64) {
+    fn insert_since(&self, key: &StoreKey, record: Option<Arc<PreparedSession>>, since: u64) {
         if !self.is_enabled() || self.flushed_at.load(Ordering::Acquire) > since {
             return;
         }
@@ -295,7 +273,12 @@ impl SessionCache {
         self.insert_locked(&mut shard, key, record);
     }
 
-    fn insert_locked(&self, shard: &mut Shard, key: &StoreKey, record: Option<Arc<SessionRecord>>) {
+    fn insert_locked(
+        &self,
+        shard: &mut Shard,
+        key: &StoreKey,
+        record: Option<Arc<PreparedSession>>,
+    ) {
         let now = Instant::now();
         match record {
             Some(record) => {
@@ -330,8 +313,8 @@ impl SessionCache {
         }
     }
 
-    /// Stores the record this instance just wrote (create, update, renewal).
-    pub fn put_written(&self, key: &StoreKey, record: SessionRecord) {
+    /// Stores the session this instance just wrote (create, update, renewal).
+    pub fn put_written(&self, key: &StoreKey, record: PreparedSession) {
         if !self.is_enabled() {
             return;
         }

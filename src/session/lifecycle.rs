@@ -37,9 +37,14 @@ impl Validity {
 }
 
 pub fn check(record: &SessionRecord, now: u64) -> Validity {
-    if now >= record.absolute_deadline {
+    check_deadlines(record.idle_deadline, record.absolute_deadline, now)
+}
+
+/// `check` on the two deadlines alone.
+pub fn check_deadlines(idle_deadline: u64, absolute_deadline: u64, now: u64) -> Validity {
+    if now >= absolute_deadline {
         Validity::AbsoluteExpired
-    } else if now >= record.idle_deadline {
+    } else if now >= idle_deadline {
         Validity::IdleExpired
     } else {
         Validity::Active
@@ -70,8 +75,22 @@ pub fn new_record(
 /// Renew when less than `renew_below` idle time remains and the idle deadline can still move
 /// (it never passes the absolute deadline).
 pub fn needs_renewal(record: &SessionRecord, now: u64, renew_below: Duration) -> bool {
-    record.idle_deadline < record.absolute_deadline
-        && record.idle_deadline.saturating_sub(now) < ms(renew_below)
+    idle_renewal_due(
+        record.idle_deadline,
+        record.absolute_deadline,
+        now,
+        renew_below,
+    )
+}
+
+/// `needs_renewal` on the two deadlines alone.
+pub fn idle_renewal_due(
+    idle_deadline: u64,
+    absolute_deadline: u64,
+    now: u64,
+    renew_below: Duration,
+) -> bool {
+    idle_deadline < absolute_deadline && idle_deadline.saturating_sub(now) < ms(renew_below)
 }
 
 /// The record after an idle renewal at `now`: next version, idle deadline pushed out.

@@ -8,6 +8,7 @@ pub mod id;
 pub mod invalidation;
 pub mod lifecycle;
 pub mod memory;
+pub mod prepared;
 pub mod record;
 pub mod redis;
 pub mod renewal;
@@ -20,6 +21,7 @@ use crate::config::model::{SessionSettings, StoreSettings};
 use crate::config::Config;
 
 pub use id::{SessionId, StoreKey};
+pub use prepared::PreparedSession;
 pub use record::SessionRecord;
 pub use sessions::{ActiveSession, Resolution, Sessions, UpdateOutcome};
 pub use store::{CasOutcome, SessionStore, StoreError};

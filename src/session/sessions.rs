@@ -11,6 +11,7 @@ use super::cache::{SessionCache, Source};
 use super::control::Login;
 use super::id::{SessionId, StoreKey};
 use super::lifecycle::{self, Validity};
+use super::prepared::PreparedSession;
 use super::record::{Claims, SessionRecord};
 use super::renewal::RenewalQueue;
 use super::store::{CasOutcome, SessionStore, StoreError};
@@ -33,8 +34,8 @@ fn backoff(attempt: u32) -> Duration {
 #[derive(Debug, Clone)]
 pub struct ActiveSession {
     pub key: StoreKey,
-    pub record: Arc<SessionRecord>,
-    /// Where the record came from (cache, store, a coalesced read).
+    pub session: Arc<PreparedSession>,
+    /// Where it came from (cache, store, a coalesced read).
     pub source: Source,
 }
 
@@ -58,6 +59,8 @@ pub enum UpdateOutcome {
 pub struct Sessions {
     store: Arc<dyn SessionStore>,
     settings: SessionSettings,
+    /// The claim behind each mapped identity header, in header order.
+    projection: Vec<String>,
     cache: Option<Arc<SessionCache>>,
     renewals: Option<Arc<RenewalQueue>>,
 }
@@ -68,9 +71,20 @@ impl Sessions {
         Sessions {
             store,
             settings,
+            projection: Vec::new(),
             cache: None,
             renewals: None,
         }
+    }
+
+    /// Prepares sessions with these mapped-header claims (see `PreparedSession`).
+    pub fn with_projection(mut self, projection: Vec<String>) -> Self {
+        self.projection = projection;
+        self
+    }
+
+    fn prepare(&self, record: &SessionRecord) -> PreparedSession {
+        PreparedSession::new(record, &self.projection)
     }
 
     /// Reads through `cache`; idle renewals go to `renewals` (write-behind) when given.
@@ -94,10 +108,12 @@ impl Sessions {
         }
     }
 
-    fn remember(&self, key: &StoreKey, record: &SessionRecord) {
+    fn remember(&self, key: &StoreKey, record: &SessionRecord) -> Arc<PreparedSession> {
+        let prepared = self.prepare(record);
         if let Some(cache) = &self.cache {
-            cache.put_written(key, record.clone());
+            cache.put_written(key, prepared.clone());
         }
+        Arc::new(prepared)
     }
 
     pub fn store(&self) -> &Arc<dyn SessionStore> {
@@ -113,32 +129,35 @@ impl Sessions {
     /// stays valid until its current deadline.
     pub async fn resolve(&self, id: &SessionId, now: u64) -> Result<Resolution, StoreError> {
         let key = id.store_key();
-        let (record, source) = match &self.cache {
-            Some(cache) => {
-                cache
-                    .get_or_load(&key, || self.store.load(&key, now))
-                    .await?
-            }
-            None => (
-                self.store.load(&key, now).await?.map(Arc::new),
-                Source::Store,
-            ),
+        let load = || async {
+            let record = self.store.load(&key, now).await?;
+            Ok(record.map(|r| self.prepare(&r)))
         };
-        let Some(record) = record else {
+        let (session, source) = match &self.cache {
+            Some(cache) => cache.get_or_load(&key, load).await?,
+            None => (load().await?.map(Arc::new), Source::Store),
+        };
+        let Some(session) = session else {
             return Ok(Resolution::NotFound);
         };
-        match lifecycle::check(&record, now) {
+        match lifecycle::check_deadlines(session.idle_deadline, session.absolute_deadline, now) {
             Validity::Active => {}
             expired => return Ok(Resolution::Expired(expired)),
         }
-        let record = if lifecycle::needs_renewal(&record, now, self.settings.renew_below) {
-            self.renew(&key, record, now).await
+        let due = lifecycle::idle_renewal_due(
+            session.idle_deadline,
+            session.absolute_deadline,
+            now,
+            self.settings.renew_below,
+        );
+        let session = if due {
+            self.renew(&key, session, now).await
         } else {
-            record
+            session
         };
         Ok(Resolution::Active(ActiveSession {
             key,
-            record,
+            session,
             source,
         }))
     }
@@ -149,23 +168,19 @@ impl Sessions {
     async fn renew(
         &self,
         key: &StoreKey,
-        record: Arc<SessionRecord>,
+        session: Arc<PreparedSession>,
         now: u64,
-    ) -> Arc<SessionRecord> {
-        let next = lifecycle::renewed(&record, now, self.settings.idle_timeout);
+    ) -> Arc<PreparedSession> {
+        let next = lifecycle::renewed(&session.to_record(), now, self.settings.idle_timeout);
         if let Some(queue) = &self.renewals {
-            if !queue.enqueue(key, record.v, next.clone()) {
-                return record;
+            if !queue.enqueue(key, session.v, next.clone()) {
+                return session;
             }
             // Later requests see the renewed deadline and do not queue it again.
-            self.remember(key, &next);
-            return Arc::new(next);
+            return self.remember(key, &next);
         }
-        match self.store.compare_and_set(key, record.v, &next, now).await {
-            Ok(CasOutcome::Written) => {
-                self.remember(key, &next);
-                Arc::new(next)
-            }
+        match self.store.compare_and_set(key, session.v, &next, now).await {
+            Ok(CasOutcome::Written) => self.remember(key, &next),
             Ok(outcome) => {
                 debug!(
                     session = key.log_tag(),
@@ -173,11 +188,11 @@ impl Sessions {
                     "renewal skipped: the session changed meanwhile"
                 );
                 self.forget(key);
-                record
+                session
             }
             Err(e) => {
                 warn!(session = key.log_tag(), error = %e, "idle renewal failed");
-                record
+                session
             }
         }
     }

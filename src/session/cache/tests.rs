@@ -14,14 +14,15 @@ fn settings() -> CacheSettings {
     }
 }
 
-fn record(sub: &str) -> SessionRecord {
-    new_record(
+fn record(sub: &str) -> PreparedSession {
+    let record = new_record(
         sub.into(),
         Default::default(),
         now_ms(),
         Duration::from_secs(60),
         Duration::from_secs(600),
-    )
+    );
+    PreparedSession::new(&record, &[])
 }
 
 fn key() -> StoreKey {
@@ -37,7 +38,7 @@ async fn a_miss_loads_once_then_hits() {
         .await
         .unwrap();
     assert_eq!(source, Source::Store);
-    assert_eq!(r.unwrap().sub, "a");
+    assert_eq!(&*r.unwrap().sub, "a");
     let (r, source) = cache
         .get_or_load(&k, || async {
             panic!("the store must not be read on a hit")
@@ -45,7 +46,7 @@ async fn a_miss_loads_once_then_hits() {
         .await
         .unwrap();
     assert_eq!(source, Source::Cache);
-    assert_eq!(r.unwrap().sub, "a");
+    assert_eq!(&*r.unwrap().sub, "a");
     let s = cache.stats();
     assert_eq!((s.hits, s.misses, s.entries), (1, 1, 1));
 }
@@ -71,7 +72,7 @@ async fn concurrent_misses_share_one_store_read() {
         })
         .collect();
     for t in tasks {
-        assert_eq!(t.await.unwrap().0.unwrap().sub, "a");
+        assert_eq!(&*t.await.unwrap().0.unwrap().sub, "a");
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     let s = cache.stats();
@@ -176,7 +177,7 @@ async fn a_read_that_began_before_an_invalidation_cannot_reinsert_it() {
     release.send(()).unwrap();
     let (stale, _) = reader.await.unwrap().unwrap();
     assert_eq!(
-        stale.unwrap().sub,
+        &*stale.unwrap().sub,
         "stale",
         "the in-flight read returns what it read"
     );
