@@ -10,6 +10,8 @@ use crate::routing::RouteTable;
 use crate::session::{Sessions, StoreStack};
 use crate::upstream::Pools;
 
+/// Note for reloads: cached sessions carry header values rendered for this configuration's
+/// `[identity.headers]`; a reload that changes them must flush the session cache.
 pub struct GatewayState {
     pub config: Config,
     pub routes: RouteTable,
