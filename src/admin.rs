@@ -35,13 +35,19 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match session.req_header().uri.path() {
             "/healthz" => plain(StatusCode::OK, "ok\n"),
-            "/readyz" => match self.store.ping().await {
-                Ok(()) => plain(StatusCode::OK, "ready\n"),
-                Err(e) => plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("not ready: {e}\n"),
-                ),
-            },
+            "/readyz" => {
+                let breaker = self
+                    .store
+                    .breaker_state()
+                    .map_or(String::new(), |b| format!(" (circuit {})", b.as_str()));
+                match self.store.ping().await {
+                    Ok(()) => plain(StatusCode::OK, &format!("ready{breaker}\n")),
+                    Err(e) => plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("not ready: {e}{breaker}\n"),
+                    ),
+                }
+            }
             _ => plain(StatusCode::NOT_FOUND, "not found\n"),
         }
     }

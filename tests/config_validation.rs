@@ -1919,3 +1919,52 @@ fn unknown_affinity_is_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("session"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// circuit breaker and stale serving
+
+#[test]
+fn breaker_settings_are_checked_and_redis_only() {
+    let cfg = redis_base().set("[store]", "breaker_failures", "0");
+    assert_only(&cfg, "store.breaker_failures", "must be greater than zero");
+    let cfg = redis_base().set_str("[store]", "breaker_open", "0s");
+    assert_only(&cfg, "store.breaker_open", "must be greater than zero");
+    let cfg = Cfg::base().set("[store]", "breaker_failures", "3");
+    assert_only(
+        &cfg,
+        "store.breaker_failures",
+        "only applies to kind = \"redis\"",
+    );
+    let config = redis_base().ok();
+    let StoreSettings::Redis(redis) = &config.store else {
+        panic!("redis store expected");
+    };
+    assert_eq!(redis.breaker.failures, 5);
+    assert_eq!(redis.breaker.open_for, Duration::from_secs(1));
+}
+
+#[test]
+fn stale_window_is_checked() {
+    for (value, message) in [("0s", "must be greater than zero"), ("25h", "at most 24h")] {
+        let cfg = redis_base().append(&format!("[cache]\nstale_window = \"{value}\"\n"));
+        assert_only(&cfg, "cache.stale_window", message);
+    }
+    assert_eq!(
+        redis_base().ok().cache.unwrap().stale_window,
+        Duration::from_secs(300)
+    );
+}
+
+#[test]
+fn serve_stale_needs_the_cache() {
+    let cfg = redis_base().append("[cache]\nenabled = false\n").set_str(
+        "[[route]]",
+        "on_store_error",
+        "serve_stale",
+    );
+    assert_only(
+        &cfg,
+        "route[0].on_store_error",
+        "serve_stale needs the session cache",
+    );
+}

@@ -59,6 +59,10 @@ fn redis_store(server: &RedisServer, format: RecordFormat) -> Arc<dyn SessionSto
                 connect_timeout: Duration::from_millis(500),
                 renewal_flush_interval: Duration::from_millis(100),
                 renewal_batch_size: 64,
+                breaker: sessiongate::session::breaker::BreakerSettings {
+                    failures: 5,
+                    open_for: Duration::from_secs(1),
+                },
             },
             format,
         )

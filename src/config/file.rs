@@ -94,6 +94,11 @@ pub struct RawStore {
     pub renewal_flush_interval: Option<Duration>,
     /// Redis only: the most renewals written in one pipelined batch.
     pub renewal_batch_size: Option<usize>,
+    /// Redis only: consecutive failures that open the circuit breaker.
+    pub breaker_failures: Option<u32>,
+    /// Redis only: how long the open breaker fails calls before probing.
+    #[serde(default, with = "humantime_serde")]
+    pub breaker_open: Option<Duration>,
 }
 
 /// The in-proxy session cache (Redis store only).
@@ -110,6 +115,10 @@ pub struct RawCache {
     pub negative_ttl: Option<Duration>,
     /// Follow other instances' writes through Redis client-side-caching invalidations.
     pub invalidation: Option<bool>,
+    /// How old a cached session may be and still be honoured on `serve_stale` routes while
+    /// the store cannot answer.
+    #[serde(default, with = "humantime_serde")]
+    pub stale_window: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

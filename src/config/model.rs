@@ -92,6 +92,7 @@ pub struct RedisStoreSettings {
     pub connect_timeout: Duration,
     pub renewal_flush_interval: Duration,
     pub renewal_batch_size: usize,
+    pub breaker: crate::session::breaker::BreakerSettings,
 }
 
 /// The session cache and whether it follows invalidations from Redis.
@@ -99,6 +100,8 @@ pub struct RedisStoreSettings {
 pub struct CacheConfig {
     pub settings: crate::session::cache::CacheSettings,
     pub invalidation: bool,
+    /// How old a cached session may be and still be served while the store is down.
+    pub stale_window: Duration,
 }
 
 /// Secret key bytes; never printed.

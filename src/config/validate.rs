@@ -35,6 +35,9 @@ pub mod defaults {
     pub const NEGATIVE_ENTRIES: usize = 10_000;
     pub const NEGATIVE_TTL: Duration = Duration::from_secs(2);
     pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+    pub const BREAKER_FAILURES: u32 = 5;
+    pub const BREAKER_OPEN: Duration = Duration::from_secs(1);
+    pub const STALE_WINDOW: Duration = Duration::from_secs(300);
     pub const ISSUER: &str = "sessiongate";
     pub const ASSERTION_HEADER: &str = "X-Sessiongate-Assertion";
     pub const ASSERTION_TTL: Duration = Duration::from_secs(60);
@@ -101,6 +104,16 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem
     let cache = check_cache(raw.cache.as_ref(), store.as_ref(), &mut p);
     let upstreams = check_upstreams(&raw.upstream, &mut p);
     let routes = check_routes(&raw.route, &upstreams, &mut p);
+    if cache.is_none() && matches!(store, Some(StoreSettings::Redis(_))) {
+        for (i, route) in routes.iter().enumerate() {
+            if route.on_store_error == OnStoreError::ServeStale {
+                p.add(
+                    format!("route[{i}].on_store_error"),
+                    "serve_stale needs the session cache; enable [cache] or choose fail_closed or anonymous",
+                );
+            }
+        }
+    }
     if !p.0.is_empty() {
         return Err(p.0);
     }
@@ -324,6 +337,8 @@ fn check_store(raw: &RawStore, p: &mut Problems) -> Option<StoreSettings> {
                     "renewal_flush_interval",
                 ),
                 (raw.renewal_batch_size.is_some(), "renewal_batch_size"),
+                (raw.breaker_failures.is_some(), "breaker_failures"),
+                (raw.breaker_open.is_some(), "breaker_open"),
             ] {
                 if set {
                     p.add(
@@ -413,6 +428,21 @@ fn check_store(raw: &RawStore, p: &mut Problems) -> Option<StoreSettings> {
                 connect_timeout,
                 renewal_flush_interval,
                 renewal_batch_size,
+                breaker: crate::session::breaker::BreakerSettings {
+                    failures: {
+                        let failures = raw.breaker_failures.unwrap_or(defaults::BREAKER_FAILURES);
+                        if failures == 0 {
+                            p.add("store.breaker_failures", "must be greater than zero");
+                        }
+                        failures
+                    },
+                    open_for: positive(
+                        raw.breaker_open,
+                        defaults::BREAKER_OPEN,
+                        "store.breaker_open",
+                        p,
+                    ),
+                },
             }))
         }
     }
@@ -472,9 +502,19 @@ fn check_cache(
         negative_entries: raw.negative_entries.unwrap_or(defaults::NEGATIVE_ENTRIES),
         negative_ttl,
     };
+    let stale_window = positive(
+        raw.stale_window,
+        defaults::STALE_WINDOW,
+        "cache.stale_window",
+        p,
+    );
+    if stale_window > Duration::from_secs(24 * 3600) {
+        p.add("cache.stale_window", "must be at most 24h");
+    }
     raw.enabled.unwrap_or(true).then_some(CacheConfig {
         settings,
         invalidation: raw.invalidation.unwrap_or(true),
+        stale_window,
     })
 }
 

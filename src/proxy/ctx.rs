@@ -16,6 +16,8 @@ pub enum Lookup {
     Found,
     NotFound,
     Expired,
+    /// The store could not answer; a cached copy was honoured (`serve_stale`).
+    Stale,
     /// The cookie was malformed or duplicated: no store call.
     Invalid,
     StoreError,
@@ -28,6 +30,7 @@ impl Lookup {
             Lookup::Found => "found",
             Lookup::NotFound => "not_found",
             Lookup::Expired => "expired",
+            Lookup::Stale => "stale",
             Lookup::Invalid => "invalid",
             Lookup::StoreError => "store_error",
         }

@@ -59,10 +59,10 @@ pub fn unauthenticated(
     }
 }
 
-/// The route's `on_store_error` policy, when the store could not answer.
+/// The route's `on_store_error` policy, when the store could not answer (and, for
+/// `serve_stale`, no cached copy could be honoured).
 pub fn store_failed(route: &RouteSettings) -> Option<Admission> {
     match route.on_store_error {
-        // Without a session cache nothing is known to be stale-servable: serve_stale refuses.
         OnStoreError::FailClosed | OnStoreError::ServeStale => Some(Admission::Refuse(
             LocalResponse::json(
                 503,
@@ -150,7 +150,13 @@ pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx)
                 Err(e) => {
                     ctx.lookup = Lookup::StoreError;
                     warn!(error = %e, kind = e.kind(), "session lookup failed");
-                    if let Some(Admission::Refuse(response)) = store_failed(route) {
+                    let stale = (route.on_store_error == OnStoreError::ServeStale)
+                        .then(|| state.sessions.resolve_stale(id, now_ms()))
+                        .flatten();
+                    if let Some(active) = stale {
+                        ctx.lookup = Lookup::Stale;
+                        ctx.session = Some(active);
+                    } else if let Some(Admission::Refuse(response)) = store_failed(route) {
                         response.send(session).await?;
                         return Ok(true);
                     }

@@ -56,6 +56,8 @@ pub enum Source {
     Store,
     /// Another request's store read, joined.
     Coalesced,
+    /// An untrusted cached copy, served because the store could not answer (`serve_stale`).
+    Stale,
 }
 
 /// Counters for the metrics endpoint.
@@ -90,6 +92,8 @@ struct Entry {
     record: Arc<PreparedSession>,
     fetched_at: Instant,
     bytes: usize,
+    /// The trust generation it was stored in: only entries of the current generation are hits.
+    generation: u64,
 }
 
 struct Shard {
@@ -113,6 +117,9 @@ pub struct SessionCache {
     epoch: AtomicU64,
     /// Epoch of the last flush: reads that started before it insert nothing.
     flushed_at: AtomicU64,
+    /// Bumped by every flush: older entries are no longer hits, but stay available to
+    /// `get_stale` (serving stale sessions while the store is down).
+    generation: AtomicU64,
     stats: CacheStats,
 }
 
@@ -157,6 +164,7 @@ impl SessionCache {
             enabled: AtomicBool::new(true),
             epoch: AtomicU64::new(0),
             flushed_at: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             stats: CacheStats::default(),
         }
     }
@@ -181,14 +189,15 @@ impl SessionCache {
             return Cached::Miss;
         }
         let now = Instant::now();
+        let generation = self.generation.load(Ordering::Acquire);
         let mut shard = lock(self.shard(key));
         if let Some(entry) = shard.entries.get(key) {
-            if now.duration_since(entry.fetched_at) < self.settings.max_staleness {
+            if entry.generation == generation
+                && now.duration_since(entry.fetched_at) < self.settings.max_staleness
+            {
                 return Cached::Hit(entry.record.clone());
             }
-            if let Some(stale) = shard.entries.pop(key) {
-                shard.bytes -= stale.bytes;
-            }
+            // Too old or from before a flush: a miss, but kept for `get_stale` until replaced.
         }
         if let Some(at) = shard.negative.get(key) {
             if now.duration_since(*at) < self.settings.negative_ttl {
@@ -197,6 +206,17 @@ impl SessionCache {
             shard.negative.pop(key);
         }
         Cached::Miss
+    }
+
+    /// The cached copy of `key` if it was read from the store less than `window` ago, whether
+    /// or not it is still trusted: for serving sessions while the store cannot answer.
+    pub fn get_stale(&self, key: &StoreKey, window: Duration) -> Option<Arc<PreparedSession>> {
+        let mut shard = lock(self.shard(key));
+        shard
+            .entries
+            .get(key)
+            .filter(|e| e.fetched_at.elapsed() < window)
+            .map(|e| e.record.clone())
     }
 
     /// Resolves `key` through the cache; on a miss runs `load` once for all concurrent callers.
@@ -288,6 +308,7 @@ impl SessionCache {
                     record,
                     fetched_at: now,
                     bytes,
+                    generation: self.generation.load(Ordering::Acquire),
                 };
                 if let Some(old) = shard.entries.put(key.clone(), entry) {
                     shard.bytes -= old.bytes;
@@ -342,19 +363,20 @@ impl SessionCache {
         shard.tombstones.insert(key.clone(), (epoch, now));
     }
 
-    /// Drops everything; with `enabled = false` nothing is cached until `enable`.
+    /// Stops trusting everything cached so far; with `enabled = false` nothing is cached or
+    /// served until `enable`. The old entries stay only for `get_stale`, and are replaced or
+    /// evicted as usual.
     pub fn flush(&self, enabled: bool) {
         self.enabled.store(enabled, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         self.flushed_at.store(epoch, Ordering::Release);
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         lock(&self.inflight).clear();
         for shard in &self.shards {
             let mut s = lock(shard);
-            s.entries.clear();
             s.negative.clear();
             s.tombstones.clear();
-            s.bytes = 0;
         }
     }
 

@@ -2,6 +2,7 @@
 //! implementations, the pure lifecycle decisions, the control headers apps answer with, and
 //! the operations the proxy performs with them.
 
+pub mod breaker;
 pub mod cache;
 pub mod control;
 pub mod id;
@@ -30,6 +31,8 @@ pub use store::{CasOutcome, SessionStore, StoreError};
 /// tasks that serve them (the renewal flusher and the invalidation follower).
 pub struct StoreStack {
     pub store: Arc<dyn SessionStore>,
+    /// How old a cached session may be and still be served while the store is down.
+    pub stale_window: std::time::Duration,
     pub cache: Option<Arc<cache::SessionCache>>,
     pub renewals: Option<Arc<renewal::RenewalQueue>>,
     pub flusher: Option<renewal::RenewalFlusher>,
@@ -39,8 +42,11 @@ pub struct StoreStack {
 impl StoreStack {
     /// Session operations over this stack with `settings`.
     pub fn sessions(&self, settings: SessionSettings) -> Sessions {
-        Sessions::new(self.store.clone(), settings)
-            .with_cache(self.cache.clone(), self.renewals.clone())
+        Sessions::new(self.store.clone(), settings).with_cache(
+            self.cache.clone(),
+            self.renewals.clone(),
+            self.stale_window,
+        )
     }
 }
 
@@ -50,12 +56,14 @@ pub fn build_stack(config: &Config) -> Result<StoreStack, StoreError> {
     let StoreSettings::Redis(redis) = &config.store else {
         return Ok(StoreStack {
             store,
+            stale_window: std::time::Duration::ZERO,
             cache: None,
             renewals: None,
             flusher: None,
             invalidator: None,
         });
     };
+    let store: Arc<dyn SessionStore> = Arc::new(breaker::GuardedStore::new(store, redis.breaker));
     let cache = config
         .cache
         .as_ref()
@@ -81,6 +89,10 @@ pub fn build_stack(config: &Config) -> Result<StoreStack, StoreError> {
     );
     Ok(StoreStack {
         store,
+        stale_window: config
+            .cache
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |c| c.stale_window),
         cache,
         renewals: Some(renewals),
         flusher: Some(flusher),

@@ -63,6 +63,7 @@ pub struct Sessions {
     projection: Vec<String>,
     cache: Option<Arc<SessionCache>>,
     renewals: Option<Arc<RenewalQueue>>,
+    stale_window: Duration,
 }
 
 impl Sessions {
@@ -74,6 +75,7 @@ impl Sessions {
             projection: Vec::new(),
             cache: None,
             renewals: None,
+            stale_window: Duration::ZERO,
         }
     }
 
@@ -92,10 +94,27 @@ impl Sessions {
         mut self,
         cache: Option<Arc<SessionCache>>,
         renewals: Option<Arc<RenewalQueue>>,
+        stale_window: Duration,
     ) -> Self {
         self.cache = cache;
         self.renewals = renewals;
+        self.stale_window = stale_window;
         self
+    }
+
+    /// The session from the cache as last read, if that was within the stale window and its
+    /// deadlines still hold: for `serve_stale` routes while the store cannot answer.
+    pub fn resolve_stale(&self, id: &SessionId, now: u64) -> Option<ActiveSession> {
+        let key = id.store_key();
+        let session = self.cache.as_ref()?.get_stale(&key, self.stale_window)?;
+        let valid =
+            lifecycle::check_deadlines(session.idle_deadline, session.absolute_deadline, now)
+                == Validity::Active;
+        valid.then_some(ActiveSession {
+            key,
+            session,
+            source: Source::Stale,
+        })
     }
 
     pub fn cache(&self) -> Option<&Arc<SessionCache>> {

@@ -26,6 +26,8 @@ pub enum StoreError {
     Full(usize),
     #[error("a session with this key already exists")]
     Exists,
+    #[error("the session store circuit is open after repeated failures")]
+    CircuitOpen,
 }
 
 impl StoreError {
@@ -38,6 +40,7 @@ impl StoreError {
             StoreError::Corrupt(_) => "corrupt",
             StoreError::Full(_) => "full",
             StoreError::Exists => "exists",
+            StoreError::CircuitOpen => "circuit_open",
         }
     }
 }
@@ -104,6 +107,11 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The circuit breaker's state, when the store has one.
+    fn breaker_state(&self) -> Option<super::breaker::BreakerState> {
+        None
+    }
 
     /// Periodic housekeeping (the memory store sweeps expired sessions). Returns how many
     /// entries it removed.

@@ -46,6 +46,14 @@ pub fn command_calls_on(conn: &mut redis::Connection, command: &str) -> u64 {
         .unwrap_or(0)
 }
 
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} failed");
+}
+
 /// A real `redis-server` on an ephemeral port, with persistence off.
 pub struct RedisServer {
     pub port: u16,
@@ -54,7 +62,11 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
-        let port = free_port();
+        Self::start_on(free_port())
+    }
+
+    /// Starts on a given port (e.g. one a proxy was configured with before Redis existed).
+    pub fn start_on(port: u16) -> Self {
         let mut child = Command::new("redis-server")
             .args([
                 "--port",
@@ -106,6 +118,16 @@ impl RedisServer {
                     .ok()
             })
             .sum()
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open but nothing answers, a hung store.
+    pub fn pause(&self) {
+        signal(&self.child, "-STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        signal(&self.child, "-CONT");
     }
 
     /// Stops the server for good (a dead store).

@@ -217,3 +217,29 @@ async fn a_disabled_cache_caches_nothing_until_enabled() {
     assert!(matches!(cache.get(&k), Cached::Hit(_)));
     assert!(cache.stats().enabled);
 }
+
+#[tokio::test]
+async fn flushed_entries_are_no_hits_but_remain_for_stale_serving() {
+    let cache = SessionCache::new(settings());
+    let (kept, ended) = (key(), key());
+    cache.put_written(&kept, record("a"));
+    cache.put_written(&ended, record("b"));
+    cache.invalidate(&ended);
+    cache.flush(false);
+    assert_eq!(cache.get(&kept), Cached::Miss);
+    assert!(cache.get_stale(&kept, Duration::from_secs(60)).is_some());
+    assert!(
+        cache.get_stale(&kept, Duration::ZERO).is_none(),
+        "outside the stale window"
+    );
+    assert!(
+        cache.get_stale(&ended, Duration::from_secs(60)).is_none(),
+        "an ended session is never served stale"
+    );
+    cache.enable();
+    assert_eq!(
+        cache.get(&kept),
+        Cached::Miss,
+        "trusted again only after a fresh read"
+    );
+}

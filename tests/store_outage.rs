@@ -1,0 +1,187 @@
+//! Redis failing under the proxy: a dead store (SIGKILL), a hung one (SIGSTOP), one that is
+//! not there yet at start; the circuit breaker, `serve_stale`, and recovery without a restart.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::config::COOKIE;
+use common::*;
+use reqwest::StatusCode;
+use sessiongate::config::model::RecordFormat;
+
+const MSGPACK: Store = Store::Redis(RecordFormat::MessagePack);
+
+async fn readyz(proxy: &Proxy) -> (StatusCode, String) {
+    let resp = client()
+        .get(proxy.admin_url("/readyz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("the admin listener answers");
+    let status = resp.status();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+async fn wait_ready(proxy: &Proxy, want: StatusCode, body: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, text) = readyz(proxy).await;
+        if status == want && text.contains(body) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz stayed {status} {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stale_honours_cached_sessions_while_redis_is_dead() {
+    let mut fx = Fixture::start(MSGPACK, |c| {
+        c.route("path_prefix = \"/stale\"\nauth = \"required\"\non_store_error = \"serve_stale\"")
+    })
+    .await;
+    let cached = fx.login("alice").await;
+    // Read (and so cached) while Redis is up.
+    fx.wait_for_status("/stale", Some(&cached), StatusCode::OK)
+        .await;
+    fx.redis_mut().kill();
+    fx.wait_for_status("/", Some(&cached), StatusCode::SERVICE_UNAVAILABLE)
+        .await;
+
+    // serve_stale: alice's cached session is honoured, with her identity.
+    let reply = fx.request("/stale", Some(&cached), &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.echo().get("x-auth-user"), Some("alice"));
+    assert_eq!(reply.claims()["sub"], "alice");
+    // fail_closed on the catch-all route: 503 for the same cookie.
+    assert_eq!(
+        fx.request("/", Some(&cached), &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // A cookie whose session was never cached cannot be vouched for.
+    let unknown = sessiongate::session::SessionId::generate()
+        .unwrap()
+        .encode();
+    assert_eq!(
+        fx.request("/stale", Some(&unknown), &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(
+        !fx.proxy.log_lines_with("lookup=\"stale\"").is_empty(),
+        "stale serving is visible in the access log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stale_window_bounds_stale_serving() {
+    let mut fx = Fixture::start(MSGPACK, |mut c| {
+        c.cache = Some("stale_window = \"1s\"".into());
+        c.route("path_prefix = \"/stale\"\nauth = \"required\"\non_store_error = \"serve_stale\"")
+    })
+    .await;
+    let cookie = fx.login("alice").await;
+    fx.wait_for_status("/stale", Some(&cookie), StatusCode::OK)
+        .await;
+    fx.redis_mut().kill();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        fx.request("/stale", Some(&cookie), &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_opens_the_breaker_and_service_resumes_after_it_thaws() {
+    let fx = Fixture::start(MSGPACK, |mut c| {
+        c.store_extra = "breaker_failures = 3\nbreaker_open = \"300ms\"".into();
+        c.command_timeout = "100ms".into();
+        // Every request reads Redis (a cached session would be served for a moment).
+        c.cache = Some("enabled = false".into());
+        c
+    })
+    .await;
+    let cookie = fx.login("alice").await;
+    wait_ready(&fx.proxy, StatusCode::OK, "circuit closed").await;
+    fx.redis().pause();
+    // Every request answers (503), none hangs; the breaker opens after 3 failures.
+    let http = client();
+    for _ in 0..10 {
+        let status = http
+            .get(fx.proxy.url("/"))
+            .header("cookie", format!("{COOKIE}={cookie}"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("answered while Redis hangs")
+            .status();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let (status, text) = readyz(&fx.proxy).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text.contains("circuit"), "{text}");
+    assert!(!fx.proxy.log_lines_with("circuit opened").is_empty());
+
+    fx.redis().resume();
+    wait_ready(&fx.proxy, StatusCode::OK, "ready").await;
+    fx.wait_for_status("/", Some(&cookie), StatusCode::OK).await;
+    assert!(!fx.proxy.log_lines_with("circuit closed").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_redis_is_survived_and_followed_after_its_restart() {
+    let mut fx = Fixture::start(MSGPACK, |mut c| {
+        c.store_extra = "breaker_failures = 3\nbreaker_open = \"200ms\"".into();
+        c
+    })
+    .await;
+    let port = fx.redis().port;
+    let before = fx.login("alice").await;
+    fx.redis_mut().kill();
+    fx.wait_for_status("/", Some(&before), StatusCode::SERVICE_UNAVAILABLE)
+        .await;
+    // Redis comes back empty (no persistence): old sessions are gone, new logins work.
+    fx.redis = Some(RedisServer::start_on(port));
+    wait_ready(&fx.proxy, StatusCode::OK, "ready").await;
+    fx.wait_for_status("/", Some(&before), StatusCode::UNAUTHORIZED)
+        .await;
+    let after = fx.login("alice").await;
+    assert_eq!(
+        fx.request("/", Some(&after), &[]).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessiongate_starts_without_redis_and_becomes_ready_when_it_appears() {
+    let upstream = EchoUpstream::start("app").await;
+    let port = free_port();
+    let config =
+        TestConfig::redis(upstream.addr, format!("redis://127.0.0.1:{port}/0")).standard_routes();
+    let proxy = Proxy::start(&config.to_toml());
+    let (status, text) = readyz(&proxy).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    // Public routes work without a store.
+    let public = client().get(proxy.url("/public")).send().await.unwrap();
+    assert_eq!(public.status(), StatusCode::OK);
+
+    let _redis = RedisServer::start_on(port);
+    wait_ready(&proxy, StatusCode::OK, "ready").await;
+    let login = client()
+        .get(proxy.url("/login"))
+        .header("x-echo-set-x-sessiongate-login", r#"{"sub":"alice"}"#)
+        .send()
+        .await
+        .unwrap();
+    let cookie = set_cookie_value(login.headers(), COOKIE).expect("a cookie once Redis is there");
+    let resp = client()
+        .get(proxy.url("/"))
+        .header("cookie", format!("{COOKIE}={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
