@@ -1968,3 +1968,38 @@ fn serve_stale_needs_the_cache() {
         "serve_stale needs the session cache",
     );
 }
+
+#[test]
+fn redis_credentials_come_from_one_secret_source() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pass"), "hunter2\n").unwrap();
+    let text = redis_base()
+        .set_str("[store]", "username", "sessiongate")
+        .set_str("[store]", "password_file", "pass")
+        .text();
+    let config = from_toml(&text, "test.toml", dir.path()).unwrap();
+    let StoreSettings::Redis(redis) = &config.store else {
+        panic!("redis store expected");
+    };
+    assert_eq!(redis.username.as_deref(), Some("sessiongate"));
+    assert_eq!(redis.password.as_ref().unwrap().0, b"hunter2");
+    assert!(
+        !format!("{config:?}").contains("hunter2"),
+        "Debug printed the password"
+    );
+
+    let both = redis_base()
+        .set_str("[store]", "password_file", "pass")
+        .set_str("[store]", "password_env", "SG_TEST_NOT_SET");
+    assert_only(&both, "store", "either password_file or password_env");
+    let missing = redis_base().set_str("[store]", "password_file", "/nonexistent/pass");
+    assert_only(&missing, "store.password_file", "cannot read");
+    let unset = redis_base().set_str("[store]", "password_env", "SG_TEST_SURELY_UNSET_VAR");
+    assert_only(&unset, "store.password_env", "is not set");
+    let memory = Cfg::base().set_str("[store]", "username", "x");
+    assert_only(
+        &memory,
+        "store.username",
+        "only applies to kind = \"redis\"",
+    );
+}

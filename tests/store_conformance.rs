@@ -63,6 +63,8 @@ fn redis_store(server: &RedisServer, format: RecordFormat) -> Arc<dyn SessionSto
                     failures: 5,
                     open_for: Duration::from_secs(1),
                 },
+                username: None,
+                password: None,
             },
             format,
         )

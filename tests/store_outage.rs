@@ -185,3 +185,51 @@ async fn sessiongate_starts_without_redis_and_becomes_ready_when_it_appears() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_credentials_come_from_a_file_and_a_wrong_one_is_refused() {
+    let redis = RedisServer::start_with_password("s3cret-pass");
+    let upstream = EchoUpstream::start("app").await;
+    let secrets = tempfile::tempdir().unwrap();
+    let good = secrets.path().join("redis.pass");
+    std::fs::write(&good, "s3cret-pass\n").unwrap();
+    let bad = secrets.path().join("wrong.pass");
+    std::fs::write(&bad, "guess").unwrap();
+
+    let config = |file: &std::path::Path| {
+        let mut c = TestConfig::redis(upstream.addr, redis.url()).standard_routes();
+        c.store_extra = format!("password_file = \"{}\"", file.display());
+        c.to_toml()
+    };
+    let proxy = Proxy::start(&config(&good));
+    wait_ready(&proxy, StatusCode::OK, "ready").await;
+    let login = client()
+        .get(proxy.url("/login"))
+        .header("x-echo-set-x-sessiongate-login", r#"{"sub":"alice"}"#)
+        .send()
+        .await
+        .unwrap();
+    let cookie = set_cookie_value(login.headers(), COOKIE).expect("authenticated writes work");
+    let resp = client()
+        .get(proxy.url("/"))
+        .header("cookie", format!("{COOKIE}={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        !proxy.logs().contains("s3cret-pass"),
+        "the password reached the log"
+    );
+
+    let wrong = Proxy::start(&config(&bad));
+    let (status, _) = readyz(&wrong).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let login = client()
+        .get(wrong.url("/login"))
+        .header("x-echo-set-x-sessiongate-login", r#"{"sub":"alice"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SERVICE_UNAVAILABLE);
+}

@@ -94,6 +94,12 @@ pub struct RawStore {
     pub renewal_flush_interval: Option<Duration>,
     /// Redis only: the most renewals written in one pipelined batch.
     pub renewal_batch_size: Option<usize>,
+    /// Redis only: ACL user name (the password comes from `password_file` or `password_env`).
+    pub username: Option<String>,
+    /// Redis only: file holding the password (trailing newline ignored).
+    pub password_file: Option<String>,
+    /// Redis only: environment variable holding the password.
+    pub password_env: Option<String>,
     /// Redis only: consecutive failures that open the circuit breaker.
     pub breaker_failures: Option<u32>,
     /// Redis only: how long the open breaker fails calls before probing.

@@ -93,6 +93,9 @@ pub struct RedisStoreSettings {
     pub renewal_flush_interval: Duration,
     pub renewal_batch_size: usize,
     pub breaker: crate::session::breaker::BreakerSettings,
+    /// Credentials from `username` and `password_file` / `password_env`, if any.
+    pub username: Option<String>,
+    pub password: Option<SecretBytes>,
 }
 
 /// The session cache and whether it follows invalidations from Redis.

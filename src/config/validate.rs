@@ -99,7 +99,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem
     let mut p = Problems::default();
     let server = check_server(&raw.server, &mut p);
     let session = check_session(&raw.session, &mut p);
-    let store = check_store(&raw.store, &mut p);
+    let store = check_store(&raw.store, base, &mut p);
     let identity = check_identity(&raw.identity, base, &mut p);
     let cache = check_cache(raw.cache.as_ref(), store.as_ref(), &mut p);
     let upstreams = check_upstreams(&raw.upstream, &mut p);
@@ -324,7 +324,52 @@ fn positive(d: Option<Duration>, default: Duration, path: &str, p: &mut Problems
     d
 }
 
-fn check_store(raw: &RawStore, p: &mut Problems) -> Option<StoreSettings> {
+/// A secret from a file (relative to `base`) or an environment variable; at most one source.
+fn read_secret(
+    file: Option<&str>,
+    env: Option<&str>,
+    path: &str,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<SecretBytes> {
+    match (file, env) {
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            p.add(path, "set either password_file or password_env, not both");
+            None
+        }
+        (Some(file), None) => {
+            let full = base.join(file);
+            match std::fs::read(&full) {
+                Ok(mut bytes) => {
+                    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                        bytes.pop();
+                    }
+                    Some(SecretBytes(bytes))
+                }
+                Err(e) => {
+                    p.add(
+                        format!("{path}.password_file"),
+                        format!("cannot read {}: {e}", full.display()),
+                    );
+                    None
+                }
+            }
+        }
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(value) => Some(SecretBytes(value.into_bytes())),
+            Err(_) => {
+                p.add(
+                    format!("{path}.password_env"),
+                    format!("environment variable {var} is not set (or not UTF-8)"),
+                );
+                None
+            }
+        },
+    }
+}
+
+fn check_store(raw: &RawStore, base: &Path, p: &mut Problems) -> Option<StoreSettings> {
     match raw.kind.unwrap_or(RawStoreKind::Memory) {
         RawStoreKind::Memory => {
             for (set, key) in [
@@ -339,6 +384,9 @@ fn check_store(raw: &RawStore, p: &mut Problems) -> Option<StoreSettings> {
                 (raw.renewal_batch_size.is_some(), "renewal_batch_size"),
                 (raw.breaker_failures.is_some(), "breaker_failures"),
                 (raw.breaker_open.is_some(), "breaker_open"),
+                (raw.username.is_some(), "username"),
+                (raw.password_file.is_some(), "password_file"),
+                (raw.password_env.is_some(), "password_env"),
             ] {
                 if set {
                     p.add(
@@ -443,6 +491,14 @@ fn check_store(raw: &RawStore, p: &mut Problems) -> Option<StoreSettings> {
                         p,
                     ),
                 },
+                username: raw.username.clone(),
+                password: read_secret(
+                    raw.password_file.as_deref(),
+                    raw.password_env.as_deref(),
+                    "store",
+                    base,
+                    p,
+                ),
             }))
         }
     }

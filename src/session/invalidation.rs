@@ -21,30 +21,24 @@ pub const CLIENT_NAME: &str = "sessiongate-invalidation";
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
 pub struct Invalidator {
-    url: String,
+    connection: redis::ConnectionInfo,
     key_prefix: String,
     connect_timeout: Duration,
     cache: Arc<SessionCache>,
 }
 
-fn resp3(url: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}protocol=resp3")
-}
-
 impl Invalidator {
+    /// Follows invalidations for the store `settings` describe, into `cache`.
     pub fn new(
-        url: &str,
-        key_prefix: &str,
-        connect_timeout: Duration,
+        settings: &crate::config::model::RedisStoreSettings,
         cache: Arc<SessionCache>,
-    ) -> Self {
-        Invalidator {
-            url: resp3(url),
-            key_prefix: format!("{key_prefix}s:"),
-            connect_timeout,
+    ) -> Result<Self, redis::RedisError> {
+        Ok(Invalidator {
+            connection: super::redis::connection_info(settings, redis::ProtocolVersion::RESP3)?,
+            key_prefix: format!("{}s:", settings.key_prefix),
+            connect_timeout: settings.connect_timeout,
             cache,
-        }
+        })
     }
 
     fn key_of(&self, value: &Value) -> Option<StoreKey> {
@@ -79,7 +73,7 @@ impl Invalidator {
 
     /// One connection's life: connect, enable tracking, apply invalidations until it breaks.
     async fn session(&self, established: &mut bool) -> Result<(), redis::RedisError> {
-        let client = redis::Client::open(self.url.as_str())?;
+        let client = redis::Client::open(self.connection.clone())?;
         let (tx, mut rx) = mpsc::unbounded_channel::<PushInfo>();
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))

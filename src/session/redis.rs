@@ -52,10 +52,28 @@ pub struct RedisStore {
     destroy_user: Script,
 }
 
+/// How to reach Redis: the URL, with the credentials from `username` / `password_file` /
+/// `password_env` applied (they override any in the URL), speaking `protocol`.
+pub fn connection_info(
+    settings: &RedisStoreSettings,
+    protocol: redis::ProtocolVersion,
+) -> redis::RedisResult<redis::ConnectionInfo> {
+    let info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str())?;
+    let mut redis_settings = info.redis_settings().clone().set_protocol(protocol);
+    if let Some(username) = &settings.username {
+        redis_settings = redis_settings.set_username(username);
+    }
+    if let Some(password) = &settings.password {
+        redis_settings = redis_settings.set_password(String::from_utf8_lossy(&password.0));
+    }
+    Ok(info.set_redis_settings(redis_settings))
+}
+
 impl RedisStore {
     /// Prepares the store; no connection is made until the first call.
     pub fn new(settings: RedisStoreSettings, format: RecordFormat) -> Result<Self, StoreError> {
-        let client = Client::open(settings.url.as_str())
+        let client = connection_info(&settings, redis::ProtocolVersion::RESP2)
+            .and_then(Client::open)
             .map_err(|e| StoreError::Command(format!("invalid Redis URL: {e}")))?;
         Ok(RedisStore {
             client,

@@ -57,6 +57,8 @@ fn signal(child: &Child, signal: &str) {
 /// A real `redis-server` on an ephemeral port, with persistence off.
 pub struct RedisServer {
     pub port: u16,
+    /// The `requirepass` password, when the server has one.
+    pub password: Option<String>,
     child: Child,
 }
 
@@ -67,6 +69,17 @@ impl RedisServer {
 
     /// Starts on a given port (e.g. one a proxy was configured with before Redis existed).
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// Starts with a password (`requirepass`).
+    pub fn start_with_password(password: &str) -> Self {
+        let mut server = Self::start_with(free_port(), &["--requirepass", password]);
+        server.password = Some(password.to_string());
+        server
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> Self {
         let mut child = Command::new("redis-server")
             .args([
                 "--port",
@@ -78,20 +91,34 @@ impl RedisServer {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (the README's test command installs it)");
         wait_for_port(port, &mut child, "redis-server", None);
-        RedisServer { port, child }
+        RedisServer {
+            port,
+            password: None,
+            child,
+        }
     }
 
+    /// The URL without credentials (what a proxy configured with `password_file` uses).
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// The URL the test itself connects with (credentials included).
+    fn admin_url(&self) -> String {
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
+            None => self.url(),
+        }
+    }
+
     pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url())
+        redis::Client::open(self.admin_url())
             .and_then(|c| c.get_connection())
             .expect("connects to the test redis")
     }
