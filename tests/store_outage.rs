@@ -23,6 +23,17 @@ async fn readyz(proxy: &Proxy) -> (StatusCode, String) {
     (status, resp.text().await.unwrap_or_default())
 }
 
+/// Logs alice in through `proxy`'s public /login route; the session cookie, if one was set.
+async fn login(proxy: &Proxy) -> (StatusCode, Option<String>) {
+    let resp = client()
+        .get(proxy.url("/login"))
+        .header("x-echo-set-x-sessiongate-login", r#"{"sub":"alice"}"#)
+        .send()
+        .await
+        .expect("the proxy answers");
+    (resp.status(), set_cookie_value(resp.headers(), COOKIE))
+}
+
 async fn wait_ready(proxy: &Proxy, want: StatusCode, body: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -170,13 +181,7 @@ async fn sessiongate_starts_without_redis_and_becomes_ready_when_it_appears() {
 
     let _redis = RedisServer::start_on(port);
     wait_ready(&proxy, StatusCode::OK, "ready").await;
-    let login = client()
-        .get(proxy.url("/login"))
-        .header("x-echo-set-x-sessiongate-login", r#"{"sub":"alice"}"#)
-        .send()
-        .await
-        .unwrap();
-    let cookie = set_cookie_value(login.headers(), COOKIE).expect("a cookie once Redis is there");
+    let cookie = login(&proxy).await.1.expect("a cookie once Redis is there");
     let resp = client()
         .get(proxy.url("/"))
         .header("cookie", format!("{COOKIE}={cookie}"))
@@ -203,13 +208,7 @@ async fn redis_credentials_come_from_a_file_and_a_wrong_one_is_refused() {
     };
     let proxy = Proxy::start(&config(&good));
     wait_ready(&proxy, StatusCode::OK, "ready").await;
-    let login = client()
-        .get(proxy.url("/login"))
-        .header("x-echo-set-x-sessiongate-login", r#"{"sub":"alice"}"#)
-        .send()
-        .await
-        .unwrap();
-    let cookie = set_cookie_value(login.headers(), COOKIE).expect("authenticated writes work");
+    let cookie = login(&proxy).await.1.expect("authenticated writes work");
     let resp = client()
         .get(proxy.url("/"))
         .header("cookie", format!("{COOKIE}={cookie}"))
@@ -225,11 +224,7 @@ async fn redis_credentials_come_from_a_file_and_a_wrong_one_is_refused() {
     let wrong = Proxy::start(&config(&bad));
     let (status, _) = readyz(&wrong).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    let login = client()
-        .get(wrong.url("/login"))
-        .header("x-echo-set-x-sessiongate-login", r#"{"sub":"alice"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (status, cookie) = login(&wrong).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(cookie.is_none());
 }

@@ -250,13 +250,17 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn opens_after_consecutive_failures_probes_and_closes() {
-        let flaky = Arc::new(Flaky {
+    fn flaky() -> Arc<Flaky> {
+        Arc::new(Flaky {
             up: AtomicBool::new(false),
             calls: AtomicUsize::new(0),
             inner: MemoryStore::new(10),
-        });
+        })
+    }
+
+    #[tokio::test]
+    async fn opens_after_consecutive_failures_probes_and_closes() {
+        let flaky = flaky();
         let store = GuardedStore::new(
             flaky.clone(),
             BreakerSettings {
@@ -298,11 +302,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_that_reach_the_store_reset_the_count() {
-        let flaky = Arc::new(Flaky {
-            up: AtomicBool::new(false),
-            calls: AtomicUsize::new(0),
-            inner: MemoryStore::new(10),
-        });
+        let flaky = flaky();
         let store = GuardedStore::new(
             flaky.clone(),
             BreakerSettings {
