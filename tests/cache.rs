@@ -87,13 +87,7 @@ async fn a_logout_on_one_instance_is_refused_by_another_within_a_second() {
         "instance 2 served from its cache"
     );
 
-    let out = fx
-        .request(
-            "/",
-            Some(&cookie),
-            &[("x-echo-set-x-sessiongate-logout", "current")],
-        )
-        .await;
+    let out = fx.logout("/", &cookie, "current").await;
     assert_eq!(out.status, StatusCode::OK);
     let logged_out = Instant::now();
     loop {

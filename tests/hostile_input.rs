@@ -231,13 +231,7 @@ async fn logout_all_ends_every_session_of_that_user_and_only_those() {
     let alice_2 = fx.login("alice").await;
     let alice_3 = fx.login("alice").await;
     let bob = fx.login("bob").await;
-    let reply = fx
-        .request(
-            "/",
-            Some(&alice_1),
-            &[("x-echo-set-x-sessiongate-logout", "all")],
-        )
-        .await;
+    let reply = fx.logout("/", &alice_1, "all").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(
         set_cookie_value(&reply.headers, COOKIE).as_deref(),
@@ -255,13 +249,7 @@ async fn logout_all_ends_every_session_of_that_user_and_only_those() {
     );
     // Also from a public route, where the proxy did not resolve the session beforehand.
     let bob_2 = fx.login("bob").await;
-    let reply = fx
-        .request(
-            "/public",
-            Some(&bob_2),
-            &[("x-echo-set-x-sessiongate-logout", "all")],
-        )
-        .await;
+    let reply = fx.logout("/public", &bob_2, "all").await;
     assert_eq!(reply.status, StatusCode::OK);
     for c in [&bob, &bob_2] {
         assert_eq!(

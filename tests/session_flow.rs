@@ -108,13 +108,7 @@ async fn full_lifecycle(store: Store) {
     assert!(after.echo().get("x-auth-email").is_none());
 
     // Logout: the cookie is cleared and the old id is refused from now on.
-    let out = fx
-        .request(
-            "/",
-            Some(&cookie),
-            &[("x-echo-set-x-sessiongate-logout", "current")],
-        )
-        .await;
+    let out = fx.logout("/", &cookie, "current").await;
     assert_eq!(out.status, StatusCode::OK);
     assert_eq!(
         out.session_cookie().as_deref(),

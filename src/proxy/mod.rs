@@ -25,14 +25,13 @@ pub use respond::LocalResponse;
 pub use state::GatewayState;
 
 use crate::config::Config;
-use crate::session::{SessionStore, StoreStack};
+use crate::session::StoreStack;
 use crate::upstream::Pools;
 
-/// The session gateway: the current configuration's state, and the store stack (store,
-/// cache, renewal queue) that outlives configuration reloads.
+/// The session gateway: the current configuration's state (which holds the session operations
+/// over the store stack, shared across reloads).
 pub struct Gateway {
     state: ArcSwap<GatewayState>,
-    store: Arc<dyn SessionStore>,
 }
 
 impl Gateway {
@@ -41,17 +40,12 @@ impl Gateway {
     pub fn new(config: Config, stack: &StoreStack, pools: Pools) -> Self {
         Gateway {
             state: ArcSwap::from_pointee(GatewayState::new(config, stack, pools)),
-            store: stack.store.clone(),
         }
     }
 
     /// The state new requests run on.
     pub fn current(&self) -> Arc<GatewayState> {
         self.state.load_full()
-    }
-
-    pub fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.store
     }
 }
 

@@ -91,11 +91,9 @@ pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx)
 
     // 2. Route, on a path normalised the way the strictest upstream would read it.
     let req = session.req_header();
-    let path_and_query = req
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    // A cheap reference-counted copy: the header is borrowed mutably again below.
+    let target = req.uri.path_and_query().cloned();
+    let path_and_query = target.as_ref().map_or("/", |p| p.as_str());
     let path = match normalize_path(path_and_query.as_bytes()) {
         Ok(path) => path,
         Err(e) => {
@@ -172,7 +170,7 @@ pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx)
             .headers
             .get(ACCEPT)
             .map(|v| v.as_bytes());
-        if let Admission::Refuse(mut response) = unauthenticated(route, accept, &path_and_query) {
+        if let Admission::Refuse(mut response) = unauthenticated(route, accept, path_and_query) {
             if ctx.clear_cookie {
                 response = response.with_header("set-cookie", state.cookies.clear());
             }

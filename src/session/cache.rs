@@ -169,10 +169,6 @@ impl SessionCache {
         }
     }
 
-    pub fn settings(&self) -> &CacheSettings {
-        &self.settings
-    }
-
     fn shard(&self, key: &StoreKey) -> &Mutex<Shard> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);

@@ -86,11 +86,6 @@ impl RenewalQueue {
         }
         true
     }
-
-    /// Renewals queued and not yet written.
-    pub fn pending(&self) -> usize {
-        lock(&self.pending).len()
-    }
 }
 
 impl RenewalFlusher {
@@ -176,11 +171,5 @@ impl RenewalFlusher {
             let n = self.flush_batch(batch).await;
             debug!(renewals = n, "flushed renewals at shutdown");
         }
-    }
-
-    /// Writes everything queued now (for tests and shutdown paths that own the flusher).
-    pub async fn flush_now(&self) {
-        let mut rx = self.rx.lock().await;
-        self.drain(&mut rx).await;
     }
 }

@@ -117,10 +117,6 @@ impl Sessions {
         })
     }
 
-    pub fn cache(&self) -> Option<&Arc<SessionCache>> {
-        self.cache.as_ref()
-    }
-
     fn forget(&self, key: &StoreKey) {
         if let Some(cache) = &self.cache {
             cache.invalidate(key);
@@ -133,14 +129,6 @@ impl Sessions {
             cache.put_written(key, prepared.clone());
         }
         Arc::new(prepared)
-    }
-
-    pub fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.store
-    }
-
-    pub fn settings(&self) -> &SessionSettings {
-        &self.settings
     }
 
     /// Looks the id up (through the cache when there is one) and checks its deadlines; renews

@@ -166,6 +166,17 @@ impl Fixture {
         .await
     }
 
+    /// A request on `path` whose response (from the echo app) ends the session: `scope` is
+    /// "current" or "all".
+    pub async fn logout(&self, path: &str, cookie: &str, scope: &str) -> Reply {
+        self.request(
+            path,
+            Some(cookie),
+            &[("x-echo-set-x-sessiongate-logout", scope)],
+        )
+        .await
+    }
+
     /// Logs `sub` in with an email and roles; returns the session cookie's value.
     pub async fn login(&self, sub: &str) -> String {
         let json = format!(r#"{{"sub":"{sub}","email":"{sub}@example.com","roles":["user"]}}"#);

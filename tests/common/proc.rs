@@ -128,25 +128,6 @@ impl RedisServer {
         command_calls_on(&mut self.connection(), command)
     }
 
-    /// Every command executed so far, summed.
-    pub fn total_calls(&self) -> u64 {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut self.connection())
-            .expect("INFO works");
-        info.lines()
-            .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
-            .filter_map(|l| {
-                l.split("calls=")
-                    .nth(1)?
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum()
-    }
-
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers, a hung store.
     pub fn pause(&self) {
         signal(&self.child, "-STOP");
