@@ -1,17 +1,27 @@
 //! Child processes: redis-server and sessiongate, on ephemeral ports, killed on drop.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago (bind to port 0, read it, release it).
+/// A port that was free a moment ago (bind to port 0, read it, release it),
+/// never one this test binary has handed out before: the kernel may offer a
+/// just-released port again, and two listeners of one test must not collide.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port")
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("an ephemeral port");
+        if HANDED_OUT.lock().expect("port set").insert(port) {
+            return port;
+        }
+    }
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str, log: Option<&PathBuf>) {
