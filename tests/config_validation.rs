@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use sessiongate::config::model::{
-    AuthPolicy, HostPattern, OnStoreError, RecordFormat, SameSite, StoreSettings,
+    AuthPolicy, HostPattern, OnStoreError, RecordFormat, RedisTopology, SameSite, StoreSettings,
 };
 use sessiongate::config::{from_toml, Config, ConfigError};
 
@@ -314,7 +314,12 @@ fn redis_store_defaults() {
     let config = Cfg::base().set_str("[store]", "kind", "redis").ok();
     match &config.store {
         StoreSettings::Redis(r) => {
-            assert_eq!(r.url, "redis://127.0.0.1:6379/0");
+            assert_eq!(
+                r.topology,
+                sessiongate::config::model::RedisTopology::Standalone {
+                    url: "redis://127.0.0.1:6379/0".into()
+                }
+            );
             assert_eq!(r.key_prefix, "sg:");
             assert_eq!(r.command_timeout, Duration::from_millis(50));
             assert_eq!(r.connect_timeout, Duration::from_millis(200));
@@ -400,7 +405,12 @@ fn every_value_written_out_is_taken() {
     let StoreSettings::Redis(r) = &config.store else {
         panic!("expected redis");
     };
-    assert_eq!(r.url, "redis://10.0.0.1:6380/2");
+    assert_eq!(
+        r.topology,
+        sessiongate::config::model::RedisTopology::Standalone {
+            url: "redis://10.0.0.1:6380/2".into()
+        }
+    );
     assert_eq!(r.key_prefix, "app1:");
     assert_eq!(r.command_timeout, Duration::from_millis(75));
     assert_eq!(r.connect_timeout, Duration::from_secs(1));
@@ -2000,6 +2010,214 @@ fn redis_credentials_come_from_one_secret_source() {
     assert_only(
         &memory,
         "store.username",
+        "only applies to kind = \"redis\"",
+    );
+}
+
+// ---- Redis topologies and TLS ------------------------------------------------------------
+
+fn redis() -> Cfg {
+    Cfg::base().set_str("[store]", "kind", "redis")
+}
+
+#[test]
+fn sentinel_mode() {
+    let config = redis()
+        .set_str("[store]", "mode", "sentinel")
+        .set(
+            "[store]",
+            "sentinels",
+            r#"["redis://10.0.0.11:26379", "redis://10.0.0.12:26379"]"#,
+        )
+        .set_str("[store]", "master_name", "sessiongate")
+        .ok();
+    let StoreSettings::Redis(r) = &config.store else {
+        panic!("a Redis store");
+    };
+    assert_eq!(
+        r.topology,
+        RedisTopology::Sentinel {
+            sentinels: vec![
+                "redis://10.0.0.11:26379".into(),
+                "redis://10.0.0.12:26379".into()
+            ],
+            master_name: "sessiongate".into(),
+        }
+    );
+}
+
+#[test]
+fn sentinel_mode_needs_sentinels_and_a_master_name() {
+    let cfg = redis().set_str("[store]", "mode", "sentinel");
+    let problems = cfg.problems();
+    assert_has(&problems, "store.sentinels", "needs at least one address");
+    assert_has(&problems, "store.master_name", "needs the name");
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}
+
+#[test]
+fn sentinel_mode_refuses_url_and_nodes() {
+    let cfg = redis()
+        .set_str("[store]", "mode", "sentinel")
+        .set("[store]", "sentinels", r#"["redis://10.0.0.11:26379"]"#)
+        .set_str("[store]", "master_name", "m")
+        .set_str("[store]", "url", "redis://10.0.0.1:6379")
+        .set("[store]", "nodes", r#"["redis://10.0.0.1:6379"]"#);
+    let problems = cfg.problems();
+    assert_has(
+        &problems,
+        "store.url",
+        "does not apply to mode = \"sentinel\"",
+    );
+    assert_has(
+        &problems,
+        "store.nodes",
+        "does not apply to mode = \"sentinel\"",
+    );
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}
+
+#[test]
+fn a_bad_sentinel_address_is_named_by_index() {
+    let cfg = redis()
+        .set_str("[store]", "mode", "sentinel")
+        .set(
+            "[store]",
+            "sentinels",
+            r#"["redis://10.0.0.11:26379", "10.0.0.12:26379"]"#,
+        )
+        .set_str("[store]", "master_name", "m");
+    assert_only(&cfg, "store.sentinels[1]", "is not a Redis URL");
+}
+
+#[test]
+fn cluster_mode() {
+    let config = redis()
+        .set_str("[store]", "mode", "cluster")
+        .set(
+            "[store]",
+            "nodes",
+            r#"["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]"#,
+        )
+        .ok();
+    let StoreSettings::Redis(r) = &config.store else {
+        panic!("a Redis store");
+    };
+    assert_eq!(r.topology.mode(), "cluster");
+    assert_eq!(r.topology.addresses().len(), 2);
+}
+
+#[test]
+fn cluster_mode_needs_nodes_in_database_zero() {
+    assert_only(
+        &redis().set_str("[store]", "mode", "cluster"),
+        "store.nodes",
+        "needs at least one address",
+    );
+    assert_only(
+        &redis().set_str("[store]", "mode", "cluster").set(
+            "[store]",
+            "nodes",
+            r#"["redis://10.0.0.1:6379/2"]"#,
+        ),
+        "store.nodes[0]",
+        "only database 0",
+    );
+}
+
+#[test]
+fn standalone_mode_refuses_sentinel_and_cluster_keys() {
+    let cfg = redis().set_str("[store]", "master_name", "m").set(
+        "[store]",
+        "nodes",
+        r#"["redis://10.0.0.1:6379"]"#,
+    );
+    let problems = cfg.problems();
+    assert_has(
+        &problems,
+        "store.master_name",
+        "does not apply to mode = \"standalone\"",
+    );
+    assert_has(
+        &problems,
+        "store.nodes",
+        "does not apply to mode = \"standalone\"",
+    );
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}
+
+#[test]
+fn unknown_redis_mode() {
+    let err = redis()
+        .set_str("[store]", "mode", "replicated")
+        .load()
+        .expect_err("an unknown mode is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("unknown variant `replicated`")
+            && text.contains("`standalone`, `sentinel`, `cluster`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn tls_and_plain_addresses_do_not_mix() {
+    let cfg = redis().set_str("[store]", "mode", "cluster").set(
+        "[store]",
+        "nodes",
+        r#"["rediss://10.0.0.1:6379", "redis://10.0.0.2:6379"]"#,
+    );
+    assert_only(&cfg, "store.nodes", "mixes redis:// and rediss://");
+}
+
+#[test]
+fn tls_files_only_for_tls_addresses() {
+    let cfg = redis().set_str("[store]", "tls_ca_file", "ca.crt");
+    assert_only(&cfg, "store.tls_ca_file", "only applies to TLS addresses");
+}
+
+#[test]
+fn tls_files_are_read_and_must_be_pem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ca.crt"),
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("junk.crt"), "not a certificate").unwrap();
+    let tls = || {
+        redis()
+            .set_str("[store]", "url", "rediss://redis.internal:6380/0")
+            .set_str("[store]", "tls_ca_file", "ca.crt")
+    };
+    let config = tls().load_in(dir.path()).expect("valid");
+    let StoreSettings::Redis(r) = &config.store else {
+        panic!("a Redis store");
+    };
+    assert!(r.topology.uses_tls());
+    assert!(r.tls.ca.is_some() && r.tls.client_cert.is_none());
+
+    let cfg = tls().set_str("[store]", "tls_cert_file", "junk.crt");
+    let problems = problems_of(cfg.load_in(dir.path()), &cfg.text());
+    assert_has(&problems, "store.tls_cert_file", "together");
+    assert_has(&problems, "store.tls_cert_file", "is not a PEM file");
+
+    let cfg = tls().set_str("[store]", "tls_key_file", "missing.key");
+    let problems = problems_of(cfg.load_in(dir.path()), &cfg.text());
+    assert_has(&problems, "store.tls_key_file", "cannot read");
+}
+
+#[test]
+fn topology_keys_belong_to_the_redis_store() {
+    let cfg =
+        Cfg::base()
+            .set_str("[store]", "mode", "sentinel")
+            .set_str("[store]", "master_name", "m");
+    let problems = cfg.problems();
+    assert_has(&problems, "store.mode", "only applies to kind = \"redis\"");
+    assert_has(
+        &problems,
+        "store.master_name",
         "only applies to kind = \"redis\"",
     );
 }

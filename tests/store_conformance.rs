@@ -6,10 +6,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::topology::{RedisCluster, SentinelGroup, TlsFiles, MASTER_NAME};
 use common::RedisServer;
 use serde_json::{json, Value};
 use sessiongate::config::model::{
-    CookieSettings, RecordFormat, RedisStoreSettings, SameSite, SessionSettings,
+    CookieSettings, RecordFormat, RedisStoreSettings, RedisTls, RedisTopology, SameSite,
+    SecretBytes, SessionSettings,
 };
 use sessiongate::session::control::Login;
 use sessiongate::session::lifecycle::{new_record, now_ms};
@@ -50,10 +52,29 @@ fn settings(format: RecordFormat) -> SessionSettings {
 }
 
 fn redis_store(server: &RedisServer, format: RecordFormat) -> Arc<dyn SessionStore> {
+    store_on(
+        RedisTopology::Standalone { url: server.url() },
+        RedisTls::default(),
+        format,
+    )
+}
+
+/// The TLS material sessiongate reads from `[store] tls_*` files, taken from the test's files.
+fn tls_settings(tls: &TlsFiles) -> RedisTls {
+    let read = |n: &str| std::fs::read(tls.path(n)).expect("reads PEM");
+    RedisTls {
+        ca: Some(read("ca.crt")),
+        client_cert: Some(read("client.crt")),
+        client_key: Some(SecretBytes(read("client.key"))),
+    }
+}
+
+fn store_on(topology: RedisTopology, tls: RedisTls, format: RecordFormat) -> Arc<dyn SessionStore> {
     Arc::new(
         RedisStore::new(
             RedisStoreSettings {
-                url: server.url(),
+                topology,
+                tls,
                 key_prefix: "sg:".into(),
                 command_timeout: Duration::from_millis(500),
                 connect_timeout: Duration::from_millis(500),
@@ -176,6 +197,52 @@ async fn conformance(store: Arc<dyn SessionStore>, format: RecordFormat) {
     );
     assert_eq!(store.load(&short, now_ms()).await.unwrap(), None);
 
+    // a batch of compare-and-sets (the renewal flush), keys spread over any cluster slots:
+    // each write gets its own outcome, in order
+    let now = now_ms();
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..12u64 {
+        let key = SessionId::generate().unwrap().store_key();
+        let rec = record("erin", minute);
+        match i % 3 {
+            0 => {
+                store.create(&key, &rec, now).await.unwrap();
+                expected.push(CasOutcome::Written);
+                let mut next = rec.clone();
+                next.v = 2;
+                batch.push((key, 1, next));
+            }
+            1 => {
+                store.create(&key, &rec, now).await.unwrap();
+                expected.push(CasOutcome::Conflict);
+                batch.push((key, 7, rec));
+            }
+            _ => {
+                expected.push(CasOutcome::Missing);
+                batch.push((key, 1, rec));
+            }
+        }
+    }
+    assert_eq!(
+        store.compare_and_set_many(&batch, now).await.unwrap(),
+        expected
+    );
+    for ((key, _, next), outcome) in batch.iter().zip(&expected) {
+        let stored = store.load(key, now).await.unwrap();
+        match outcome {
+            CasOutcome::Written => assert_eq!(stored.as_ref(), Some(next)),
+            CasOutcome::Conflict => assert_eq!(stored.map(|r| r.v), Some(1)),
+            CasOutcome::Missing => assert_eq!(stored, None, "a batch write recreated a key"),
+        }
+    }
+    assert!(store
+        .compare_and_set_many(&[], now)
+        .await
+        .unwrap()
+        .is_empty());
+    store.destroy_user("erin").await.unwrap();
+
     // concurrent updates of different claims all survive (compare-and-set with retries)
     let sessions = Arc::new(Sessions::new(store.clone(), settings(format)));
     let (new_id, _) = sessions
@@ -238,6 +305,124 @@ async fn redis_store_conforms_with_msgpack() {
 async fn redis_store_conforms_with_json() {
     let server = RedisServer::start();
     conformance(redis_store(&server, RecordFormat::Json), RecordFormat::Json).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_conforms_over_tls_with_a_client_certificate() {
+    let tls = TlsFiles::generate();
+    let server = common::topology::tls_server(&tls);
+    let topology = RedisTopology::Standalone {
+        url: format!("rediss://127.0.0.1:{}/0", server.port),
+    };
+    let store = store_on(
+        topology.clone(),
+        tls_settings(&tls),
+        RecordFormat::MessagePack,
+    );
+    conformance(store, RecordFormat::MessagePack).await;
+
+    // Without the client certificate the server refuses the handshake: a clear store error.
+    let without_cert = RedisTls {
+        client_cert: None,
+        client_key: None,
+        ..tls_settings(&tls)
+    };
+    let store = store_on(topology.clone(), without_cert, RecordFormat::MessagePack);
+    assert!(store.ping().await.is_err());
+    // Without the CA, the server's certificate is not trusted.
+    let store = store_on(topology, RedisTls::default(), RecordFormat::MessagePack);
+    assert!(store.ping().await.is_err());
+}
+
+fn sentinel_topology(group: &SentinelGroup, scheme: &str) -> RedisTopology {
+    RedisTopology::Sentinel {
+        sentinels: group
+            .sentinel_ports
+            .iter()
+            .map(|p| format!("{scheme}://127.0.0.1:{p}"))
+            .collect(),
+        master_name: MASTER_NAME.into(),
+    }
+}
+
+fn cluster_topology(cluster: &RedisCluster, scheme: &str) -> RedisTopology {
+    RedisTopology::Cluster {
+        nodes: cluster
+            .nodes
+            .iter()
+            .map(|n| format!("{scheme}://127.0.0.1:{}", n.port))
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_conforms_through_sentinel() {
+    let group = SentinelGroup::start(None);
+    let store = store_on(
+        sentinel_topology(&group, "redis"),
+        RedisTls::default(),
+        RecordFormat::MessagePack,
+    );
+    conformance(store, RecordFormat::MessagePack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_conforms_through_sentinel_over_tls() {
+    let tls = TlsFiles::generate();
+    let group = SentinelGroup::start(Some(&tls));
+    let store = store_on(
+        sentinel_topology(&group, "rediss"),
+        tls_settings(&tls),
+        RecordFormat::Json,
+    );
+    conformance(store, RecordFormat::Json).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_conforms_on_a_cluster_with_sessions_on_every_node() {
+    let cluster = RedisCluster::start(None);
+    let store = store_on(
+        cluster_topology(&cluster, "redis"),
+        RedisTls::default(),
+        RecordFormat::MessagePack,
+    );
+    conformance(store.clone(), RecordFormat::MessagePack).await;
+
+    // Sessions and user sets spread over the three primaries; logout-all finds every one.
+    let now = now_ms();
+    let mut keys = Vec::new();
+    for _ in 0..30 {
+        let key = SessionId::generate().unwrap().store_key();
+        store
+            .create(&key, &record("carol", Duration::from_secs(60)), now)
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    let per_node = cluster.keys_per_node();
+    assert!(
+        per_node.iter().all(|n| *n > 0),
+        "keys on every node: {per_node:?}"
+    );
+    let mut removed = store.destroy_user("carol").await.unwrap();
+    removed.sort();
+    keys.sort();
+    assert_eq!(removed, keys);
+    for key in &keys {
+        assert_eq!(store.load(key, now).await.unwrap(), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_conforms_on_a_cluster_over_tls() {
+    let tls = TlsFiles::generate();
+    let cluster = RedisCluster::start(Some(&tls));
+    let store = store_on(
+        cluster_topology(&cluster, "rediss"),
+        tls_settings(&tls),
+        RecordFormat::MessagePack,
+    );
+    conformance(store, RecordFormat::MessagePack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,11 +74,34 @@ pub enum RawStoreKind {
     Redis,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawRedisMode {
+    Standalone,
+    Sentinel,
+    Cluster,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     pub kind: Option<RawStoreKind>,
+    /// Redis only: standalone (the default), sentinel or cluster.
+    pub mode: Option<RawRedisMode>,
+    /// Standalone mode: the server's URL.
     pub url: Option<String>,
+    /// Sentinel mode: the sentinels' URLs.
+    pub sentinels: Option<Vec<String>>,
+    /// Sentinel mode: the name the sentinels monitor the master under.
+    pub master_name: Option<String>,
+    /// Cluster mode: URLs of some of the cluster's nodes (the rest are discovered).
+    pub nodes: Option<Vec<String>>,
+    /// Redis over TLS (`rediss://`): PEM file of the CA to trust instead of the system roots.
+    pub tls_ca_file: Option<String>,
+    /// Redis over TLS: PEM client certificate (with `tls_key_file`) for mutual TLS.
+    pub tls_cert_file: Option<String>,
+    /// Redis over TLS: PEM private key of the client certificate.
+    pub tls_key_file: Option<String>,
     pub key_prefix: Option<String>,
     #[serde(default, with = "humantime_serde")]
     pub command_timeout: Option<Duration>,

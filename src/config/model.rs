@@ -73,6 +73,8 @@ pub struct SessionSettings {
 }
 
 #[derive(Debug, Clone)]
+// Built once per (re)load and never moved on a hot path, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum StoreSettings {
     Memory(MemoryStoreSettings),
     Redis(RedisStoreSettings),
@@ -86,7 +88,9 @@ pub struct MemoryStoreSettings {
 
 #[derive(Debug, Clone)]
 pub struct RedisStoreSettings {
-    pub url: String,
+    pub topology: RedisTopology,
+    /// Trust and client identity for `rediss://` addresses.
+    pub tls: RedisTls,
     pub key_prefix: String,
     pub command_timeout: Duration,
     pub connect_timeout: Duration,
@@ -96,6 +100,57 @@ pub struct RedisStoreSettings {
     /// Credentials from `username` and `password_file` / `password_env`, if any.
     pub username: Option<String>,
     pub password: Option<SecretBytes>,
+}
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    Standalone {
+        url: String,
+    },
+    /// The master is asked of the sentinels on every (re)connect.
+    Sentinel {
+        sentinels: Vec<String>,
+        master_name: String,
+    },
+    /// Seed nodes; the slot map is discovered and followed (`MOVED`, `ASK`).
+    Cluster {
+        nodes: Vec<String>,
+    },
+}
+
+impl RedisTopology {
+    /// Every address named in the configuration.
+    pub fn addresses(&self) -> &[String] {
+        match self {
+            RedisTopology::Standalone { url } => std::slice::from_ref(url),
+            RedisTopology::Sentinel { sentinels, .. } => sentinels,
+            RedisTopology::Cluster { nodes } => nodes,
+        }
+    }
+
+    /// Whether the addresses use TLS (`rediss://`); validation makes them agree.
+    pub fn uses_tls(&self) -> bool {
+        self.addresses()
+            .first()
+            .is_some_and(|a| a.starts_with("rediss://"))
+    }
+
+    pub fn mode(&self) -> &'static str {
+        match self {
+            RedisTopology::Standalone { .. } => "standalone",
+            RedisTopology::Sentinel { .. } => "sentinel",
+            RedisTopology::Cluster { .. } => "cluster",
+        }
+    }
+}
+
+/// PEM material for Redis over TLS; empty means the system's roots and no client certificate.
+#[derive(Debug, Clone, Default)]
+pub struct RedisTls {
+    pub ca: Option<Vec<u8>>,
+    pub client_cert: Option<Vec<u8>>,
+    pub client_key: Option<SecretBytes>,
 }
 
 /// The session cache and whether it follows invalidations from Redis.

@@ -387,6 +387,13 @@ fn check_store(raw: &RawStore, base: &Path, p: &mut Problems) -> Option<StoreSet
                 (raw.username.is_some(), "username"),
                 (raw.password_file.is_some(), "password_file"),
                 (raw.password_env.is_some(), "password_env"),
+                (raw.mode.is_some(), "mode"),
+                (raw.sentinels.is_some(), "sentinels"),
+                (raw.master_name.is_some(), "master_name"),
+                (raw.nodes.is_some(), "nodes"),
+                (raw.tls_ca_file.is_some(), "tls_ca_file"),
+                (raw.tls_cert_file.is_some(), "tls_cert_file"),
+                (raw.tls_key_file.is_some(), "tls_key_file"),
             ] {
                 if set {
                     p.add(
@@ -422,16 +429,8 @@ fn check_store(raw: &RawStore, base: &Path, p: &mut Problems) -> Option<StoreSet
                     );
                 }
             }
-            let url = raw
-                .url
-                .clone()
-                .unwrap_or_else(|| defaults::REDIS_URL.to_string());
-            if let Err(e) = redis::Client::open(url.as_str()) {
-                p.add(
-                    "store.url",
-                    format!("is not a Redis URL ({e}); e.g. \"redis://127.0.0.1:6379/0\""),
-                );
-            }
+            let topology = check_redis_topology(raw, p);
+            let tls = check_redis_tls(raw, &topology, base, p);
             let key_prefix = raw
                 .key_prefix
                 .clone()
@@ -470,7 +469,8 @@ fn check_store(raw: &RawStore, base: &Path, p: &mut Problems) -> Option<StoreSet
                 p.add("store.renewal_batch_size", "must be between 1 and 10000");
             }
             Some(StoreSettings::Redis(RedisStoreSettings {
-                url,
+                topology,
+                tls,
                 key_prefix,
                 command_timeout,
                 connect_timeout,
@@ -501,6 +501,174 @@ fn check_store(raw: &RawStore, base: &Path, p: &mut Problems) -> Option<StoreSet
                 ),
             }))
         }
+    }
+}
+
+/// Where Redis is: one URL, sentinels and a master name, or cluster nodes; every address must
+/// parse and all must agree on TLS.
+fn check_redis_topology(raw: &RawStore, p: &mut Problems) -> RedisTopology {
+    let mode = raw.mode.unwrap_or(RawRedisMode::Standalone);
+    let (mode_name, foreign) = match mode {
+        RawRedisMode::Standalone => (
+            "standalone",
+            [
+                (raw.sentinels.is_some(), "sentinels"),
+                (raw.master_name.is_some(), "master_name"),
+                (raw.nodes.is_some(), "nodes"),
+            ],
+        ),
+        RawRedisMode::Sentinel => (
+            "sentinel",
+            [
+                (raw.url.is_some(), "url"),
+                (raw.nodes.is_some(), "nodes"),
+                (false, ""),
+            ],
+        ),
+        RawRedisMode::Cluster => (
+            "cluster",
+            [
+                (raw.url.is_some(), "url"),
+                (raw.sentinels.is_some(), "sentinels"),
+                (raw.master_name.is_some(), "master_name"),
+            ],
+        ),
+    };
+    for (set, key) in foreign {
+        if set {
+            p.add(
+                format!("store.{key}"),
+                format!("does not apply to mode = \"{mode_name}\""),
+            );
+        }
+    }
+    let addresses = |key: &str, list: Option<&Vec<String>>, p: &mut Problems| -> Vec<String> {
+        let list = list.cloned().unwrap_or_default();
+        if list.is_empty() {
+            p.add(
+                format!("store.{key}"),
+                format!("mode = \"{mode_name}\" needs at least one address, e.g. [\"redis://10.0.0.1:{}\"]",
+                    if mode == RawRedisMode::Sentinel { 26379 } else { 6379 }),
+            );
+        }
+        list
+    };
+    let topology = match mode {
+        RawRedisMode::Standalone => RedisTopology::Standalone {
+            url: raw
+                .url
+                .clone()
+                .unwrap_or_else(|| defaults::REDIS_URL.to_string()),
+        },
+        RawRedisMode::Sentinel => {
+            let sentinels = addresses("sentinels", raw.sentinels.as_ref(), p);
+            let master_name = raw.master_name.clone().unwrap_or_default();
+            if master_name.is_empty() {
+                p.add(
+                    "store.master_name",
+                    "mode = \"sentinel\" needs the name the sentinels monitor the master under",
+                );
+            }
+            RedisTopology::Sentinel {
+                sentinels,
+                master_name,
+            }
+        }
+        RawRedisMode::Cluster => RedisTopology::Cluster {
+            nodes: addresses("nodes", raw.nodes.as_ref(), p),
+        },
+    };
+    let key = match mode {
+        RawRedisMode::Standalone => "url",
+        RawRedisMode::Sentinel => "sentinels",
+        RawRedisMode::Cluster => "nodes",
+    };
+    let mut schemes = std::collections::BTreeSet::new();
+    for (i, address) in topology.addresses().iter().enumerate() {
+        let at = match mode {
+            RawRedisMode::Standalone => format!("store.{key}"),
+            _ => format!("store.{key}[{i}]"),
+        };
+        match redis::IntoConnectionInfo::into_connection_info(address.as_str()) {
+            Ok(info) => {
+                if matches!(info.addr(), redis::ConnectionAddr::Unix(_))
+                    && mode != RawRedisMode::Standalone
+                {
+                    p.add(at.clone(), "must be a TCP address (redis:// or rediss://)");
+                }
+                if mode == RawRedisMode::Cluster && info.redis_settings().db() != 0 {
+                    p.add(at.clone(), "Redis Cluster has only database 0");
+                }
+            }
+            Err(e) => p.add(
+                at.clone(),
+                format!("is not a Redis URL ({e}); e.g. \"redis://127.0.0.1:6379/0\""),
+            ),
+        }
+        schemes.insert(address.starts_with("rediss://"));
+    }
+    if schemes.len() > 1 {
+        p.add(
+            format!("store.{key}"),
+            "mixes redis:// and rediss:// addresses; use TLS for all or none",
+        );
+    }
+    topology
+}
+
+/// PEM files for `rediss://`: read now, so a missing file is a configuration error.
+fn check_redis_tls(
+    raw: &RawStore,
+    topology: &RedisTopology,
+    base: &Path,
+    p: &mut Problems,
+) -> RedisTls {
+    let files = [
+        ("tls_ca_file", raw.tls_ca_file.as_deref()),
+        ("tls_cert_file", raw.tls_cert_file.as_deref()),
+        ("tls_key_file", raw.tls_key_file.as_deref()),
+    ];
+    if !topology.uses_tls() {
+        for (key, file) in files {
+            if file.is_some() {
+                p.add(
+                    format!("store.{key}"),
+                    "only applies to TLS addresses (rediss://)",
+                );
+            }
+        }
+        return RedisTls::default();
+    }
+    if raw.tls_cert_file.is_some() != raw.tls_key_file.is_some() {
+        p.add(
+            "store.tls_cert_file",
+            "set tls_cert_file and tls_key_file together (a client certificate needs its key)",
+        );
+    }
+    let mut read = |key: &str, file: Option<&str>| -> Option<Vec<u8>> {
+        let full = base.join(file?);
+        match std::fs::read(&full) {
+            Ok(bytes) if bytes.windows(11).any(|w| w == b"-----BEGIN ") => Some(bytes),
+            Ok(_) => {
+                p.add(
+                    format!("store.{key}"),
+                    format!("{} is not a PEM file", full.display()),
+                );
+                None
+            }
+            Err(e) => {
+                p.add(
+                    format!("store.{key}"),
+                    format!("cannot read {}: {e}", full.display()),
+                );
+                None
+            }
+        }
+    };
+    RedisTls {
+        ca: read(files[0].0, files[0].1),
+        client_cert: read(files[1].0, files[1].1),
+        client_key: read(files[2].0, files[2].1).map(SecretBytes),
     }
 }
 

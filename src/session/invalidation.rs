@@ -3,6 +3,10 @@
 //! invalidation for every change to a session key (writes, deletes, expiry) made by anyone,
 //! and drops the cached copy. While that connection is down the cache is flushed and
 //! disabled: without invalidations it could serve a session another instance has ended.
+//!
+//! Tracking is per node: in Sentinel mode the listener asks the sentinels for the master on
+//! every reconnect (a failover drops its connection); in Cluster mode it tracks every primary
+//! and starts over, re-reading the slot map, when any of those connections ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +25,8 @@ pub const CLIENT_NAME: &str = "sessiongate-invalidation";
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
 pub struct Invalidator {
-    connection: redis::ConnectionInfo,
+    settings: crate::config::model::RedisStoreSettings,
     key_prefix: String,
-    connect_timeout: Duration,
     cache: Arc<SessionCache>,
 }
 
@@ -34,9 +37,8 @@ impl Invalidator {
         cache: Arc<SessionCache>,
     ) -> Result<Self, redis::RedisError> {
         Ok(Invalidator {
-            connection: super::redis::connection_info(settings, redis::ProtocolVersion::RESP3)?,
+            settings: settings.clone(),
             key_prefix: format!("{}s:", settings.key_prefix),
-            connect_timeout: settings.connect_timeout,
             cache,
         })
     }
@@ -71,14 +73,17 @@ impl Invalidator {
         }
     }
 
-    /// One connection's life: connect, enable tracking, apply invalidations until it breaks.
-    async fn session(&self, established: &mut bool) -> Result<(), redis::RedisError> {
-        let client = redis::Client::open(self.connection.clone())?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<PushInfo>();
+    /// One tracking connection to `client`, pushing what it hears into `pushes`.
+    async fn track(
+        &self,
+        client: &redis::Client,
+        pushes: &mpsc::UnboundedSender<PushInfo>,
+    ) -> Result<redis::aio::MultiplexedConnection, redis::RedisError> {
+        let timeout = self.settings.connect_timeout;
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.connect_timeout))
-            .set_push_sender(tx);
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_push_sender(pushes.clone());
         let mut conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
@@ -95,13 +100,44 @@ impl Invalidator {
             .arg(&self.key_prefix)
             .exec_async(&mut conn)
             .await?;
+        Ok(conn)
+    }
+
+    /// One life of the tracking connections: connect to every node that holds sessions, enable
+    /// tracking, apply invalidations until any connection breaks.
+    async fn session(&self, established: &mut bool) -> Result<(), redis::RedisError> {
+        let resolve = super::redis::primaries(&self.settings, redis::ProtocolVersion::RESP3);
+        let clients = tokio::time::timeout(self.settings.connect_timeout * 4, resolve)
+            .await
+            .map_err(|_| {
+                redis::RedisError::from((redis::ErrorKind::Io, "timed out resolving the nodes"))
+            })??;
+        let (tx, mut rx) = mpsc::unbounded_channel::<PushInfo>();
+        let mut connections = Vec::with_capacity(clients.len());
+        for client in &clients {
+            connections.push(self.track(client, &tx).await?);
+        }
         // Only now can the cache trust that it hears about every write.
         self.cache.enable();
         *established = true;
-        info!("session cache follows invalidations from Redis");
+        info!(
+            nodes = connections.len(),
+            "session cache follows invalidations from Redis"
+        );
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        // In Sentinel mode, a new master announced by the sentinels ends this life at once.
+        let switched = async {
+            while super::redis::switch_master(&self.settings).await.is_err() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        };
+        tokio::pin!(switched);
         loop {
             tokio::select! {
+                _ = &mut switched => {
+                    info!("the sentinels switched the master; following it");
+                    return Ok(());
+                }
                 push = rx.recv() => match push {
                     Some(p) if p.kind == PushKind::Invalidate => self.apply(p),
                     Some(p) if p.kind == PushKind::Disconnection => return Ok(()),
@@ -109,7 +145,15 @@ impl Invalidator {
                     None => return Ok(()),
                 },
                 _ = heartbeat.tick() => {
-                    redis::cmd("PING").exec_async(&mut conn).await?;
+                    for conn in &mut connections {
+                        // ROLE doubles as the ping: a node demoted in a failover no longer
+                        // sees every write first-hand, so follow the new master instead.
+                        let role: Vec<Value> = redis::cmd("ROLE").query_async(conn).await?;
+                        if !matches!(role.first(), Some(Value::BulkString(r)) if r == b"master") {
+                            warn!("the tracked Redis node is no longer a master; reconnecting");
+                            return Ok(());
+                        }
+                    }
                 }
             }
         }

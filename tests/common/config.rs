@@ -8,7 +8,9 @@ pub const COOKIE: &str = "__Host-sid";
 
 #[derive(Debug, Clone)]
 pub struct TestConfig {
-    pub redis_url: Option<String>,
+    /// The `[store]` lines that say where Redis is (`url = ...`, or a mode with its
+    /// addresses); `None` runs on the memory store.
+    pub redis_location: Option<String>,
     pub key_prefix: String,
     pub upstreams: Vec<SocketAddr>,
     pub idle_timeout: String,
@@ -33,7 +35,7 @@ pub struct TestConfig {
 impl TestConfig {
     pub fn memory(upstream: SocketAddr) -> Self {
         TestConfig {
-            redis_url: None,
+            redis_location: None,
             key_prefix: "sg:".into(),
             upstreams: vec![upstream],
             idle_timeout: "30m".into(),
@@ -51,8 +53,14 @@ impl TestConfig {
     }
 
     pub fn redis(upstream: SocketAddr, url: String) -> Self {
+        Self::redis_at(upstream, format!("url = \"{url}\""))
+    }
+
+    /// On Redis found through `location`, the `[store]` keys of a topology (sentinels,
+    /// cluster nodes, TLS files).
+    pub fn redis_at(upstream: SocketAddr, location: String) -> Self {
         TestConfig {
-            redis_url: Some(url),
+            redis_location: Some(location),
             ..Self::memory(upstream)
         }
     }
@@ -77,9 +85,9 @@ impl TestConfig {
     }
 
     pub fn to_toml(&self) -> String {
-        let store = match &self.redis_url {
-            Some(url) => format!(
-                "kind = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{}\"\ncommand_timeout = \"{}\"\nconnect_timeout = \"200ms\"\n{}",
+        let store = match &self.redis_location {
+            Some(location) => format!(
+                "kind = \"redis\"\n{location}\nkey_prefix = \"{}\"\ncommand_timeout = \"{}\"\nconnect_timeout = \"200ms\"\n{}",
                 self.key_prefix, self.command_timeout, self.store_extra
             ),
             None => "kind = \"memory\"".to_string(),

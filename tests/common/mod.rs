@@ -7,6 +7,7 @@ pub mod config;
 pub mod echo;
 pub mod fixture;
 pub mod proc;
+pub mod topology;
 
 pub use config::TestConfig;
 pub use echo::{Echo, EchoUpstream};

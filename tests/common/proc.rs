@@ -24,7 +24,7 @@ pub fn free_port() -> u16 {
     }
 }
 
-fn wait_for_port(port: u16, child: &mut Child, what: &str, log: Option<&PathBuf>) {
+pub fn wait_for_port(port: u16, child: &mut Child, what: &str, log: Option<&PathBuf>) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     while Instant::now() < deadline {
@@ -56,7 +56,7 @@ pub fn command_calls_on(conn: &mut redis::Connection, command: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn signal(child: &Child, signal: &str) {
+pub fn signal(child: &Child, signal: &str) {
     let status = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
@@ -70,6 +70,9 @@ pub struct RedisServer {
     /// The `requirepass` password, when the server has one.
     pub password: Option<String>,
     child: Child,
+    /// The server's own working directory: a replica writes the RDB it receives there, and a
+    /// server loads any `dump.rdb` it finds at start, so no two servers may share one.
+    _dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -89,9 +92,13 @@ impl RedisServer {
         server
     }
 
-    fn start_with(port: u16, extra: &[&str]) -> Self {
+    /// Starts on `port` with extra `redis-server` arguments.
+    pub fn start_with(port: u16, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new("redis-server")
             .args([
+                "--dir",
+                &dir.path().display().to_string(),
                 "--port",
                 &port.to_string(),
                 "--bind",
@@ -111,6 +118,7 @@ impl RedisServer {
             port,
             password: None,
             child,
+            _dir: dir,
         }
     }
 

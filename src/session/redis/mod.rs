@@ -1,0 +1,342 @@
+//! The Redis store, in standalone, Sentinel or Cluster mode (see `link`). Keys follow
+//! DESIGN.md: `{prefix}s:{H(id)}` holds the record, `{prefix}u:{sub}` the set of a user's
+//! `H(id)`s; key TTLs run to the record's earlier deadline.
+//!
+//! A session key and its user's set may live in different cluster slots, so no command or
+//! script touches both: multi-key operations are ordered single-key steps, arranged so that an
+//! interruption leaves at most a stale set member (pruned lazily), never a live session that
+//! logout-all cannot find. The one script that remains, compare-and-set, reads and writes a
+//! single key.
+//!
+//! Every call has a deadline: the command timeout, plus the connect timeout for the call that
+//! may have to (re)connect.
+
+mod link;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::{RedisError, Script};
+
+use super::id::StoreKey;
+use super::record::SessionRecord;
+use super::store::{ttl_ms, CasOutcome, SessionStore, StoreError};
+use crate::config::model::{RecordFormat, RedisStoreSettings};
+pub use link::{client_for, node_info, primaries, switch_master, Link};
+
+/// Replace the record only if its stored version is `ARGV[1]`; never recreate a missing key.
+/// Returns 1 written, 0 version conflict, -1 missing.
+const CAS_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if not current then return -1 end
+local record
+if ARGV[4] == 'json' then record = cjson.decode(current) else record = cmsgpack.unpack(current) end
+if tonumber(record.v) ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+";
+
+pub struct RedisStore {
+    connector: link::Connector,
+    settings: RedisStoreSettings,
+    format: RecordFormat,
+    cas: Script,
+}
+
+impl RedisStore {
+    /// Prepares the store; no connection is made until the first call.
+    pub fn new(settings: RedisStoreSettings, format: RecordFormat) -> Result<Self, StoreError> {
+        let connector = link::Connector::new(&settings)
+            .map_err(|e| StoreError::Command(format!("invalid Redis settings: {e}")))?;
+        Ok(RedisStore {
+            connector,
+            settings,
+            format,
+            cas: Script::new(CAS_SCRIPT),
+        })
+    }
+
+    fn session_key(&self, key: &StoreKey) -> String {
+        format!("{}s:{}", self.settings.key_prefix, key.as_str())
+    }
+
+    fn user_key(&self, sub: &str) -> String {
+        format!("{}u:{}", self.settings.key_prefix, sub)
+    }
+
+    /// Runs one store operation under its deadline. A `READONLY` reply (the master was demoted
+    /// in a failover; nothing was written) is retried once on a freshly resolved master.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(Link) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let deadline = self.settings.command_timeout + self.settings.connect_timeout;
+        let attempt = async {
+            let mut retried = false;
+            loop {
+                let link = self.connector.link().await?;
+                match op(link.clone()).await {
+                    Ok(v) => return Ok(v),
+                    Err(e) => {
+                        self.connector.failed(&link, &e);
+                        if !retried && is_readonly(&e) {
+                            retried = true;
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(deadline, attempt).await {
+            Ok(result) => result.map_err(map_error),
+            Err(_) => Err(StoreError::Timeout(deadline)),
+        }
+    }
+}
+
+impl RedisStore {
+    /// Runs single-key commands side by side on the multiplexed connection (one round trip);
+    /// in a cluster each goes to the node that owns its key, as no pipeline may cross slots.
+    async fn each<T: redis::FromRedisValue + Send>(
+        &self,
+        cmds: &[redis::Cmd],
+    ) -> Result<Vec<T>, StoreError> {
+        self.run(|c| {
+            futures_util::future::try_join_all(cmds.iter().map(move |cmd| {
+                let mut c = c.clone();
+                async move { cmd.query_async(&mut c).await }
+            }))
+        })
+        .await
+    }
+}
+
+fn is_readonly(e: &RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+}
+
+fn map_error(e: RedisError) -> StoreError {
+    if e.is_timeout() {
+        StoreError::Timeout(Duration::ZERO)
+    } else if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || is_readonly(&e)
+        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown)
+        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
+        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
+    {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Command(e.to_string())
+    }
+}
+
+fn outcome(code: i64) -> CasOutcome {
+    match code {
+        1 => CasOutcome::Written,
+        0 => CasOutcome::Conflict,
+        _ => CasOutcome::Missing,
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn load(&self, key: &StoreKey, _now: u64) -> Result<Option<SessionRecord>, StoreError> {
+        let cmd = redis::Cmd::get(self.session_key(key));
+        let cmd = &cmd;
+        let bytes: Option<Vec<u8>> = self
+            .run(|mut c| async move { cmd.query_async(&mut c).await })
+            .await?;
+        match bytes {
+            Some(b) => Ok(Some(SessionRecord::decode(&b, self.format)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn create(
+        &self,
+        key: &StoreKey,
+        record: &SessionRecord,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        // The user set first: if the session write then fails, the set holds a stale member
+        // (pruned lazily); the other order could leave a session logout-all cannot find.
+        // The set lives as long as the longest session it can hold: a new session's absolute
+        // deadline is the latest of any of this user's sessions.
+        let ukey = self.user_key(&record.sub);
+        let mut membership = redis::pipe();
+        membership
+            .cmd("SADD")
+            .arg(&ukey)
+            .arg(key.as_str())
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&ukey)
+            .arg(record.absolute_deadline.saturating_sub(now).max(1))
+            .ignore();
+        let membership = &membership;
+        self.run(|mut c| async move { membership.query_async::<()>(&mut c).await })
+            .await?;
+
+        let mut set = redis::cmd("SET");
+        set.arg(self.session_key(key))
+            .arg(record.encode(self.format))
+            .arg("PX")
+            .arg(ttl_ms(record, now))
+            .arg("NX");
+        let set = &set;
+        let written: Option<String> = self
+            .run(|mut c| async move { set.query_async(&mut c).await })
+            .await?;
+        match written {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Exists),
+        }
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &StoreKey,
+        expected: u64,
+        record: &SessionRecord,
+        now: u64,
+    ) -> Result<CasOutcome, StoreError> {
+        let mut invocation = self.cas.key(self.session_key(key));
+        invocation
+            .arg(expected)
+            .arg(record.encode(self.format))
+            .arg(ttl_ms(record, now))
+            .arg(self.format.as_str());
+        let invocation = &invocation;
+        let code: i64 = self
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        Ok(outcome(code))
+    }
+
+    async fn destroy(&self, key: &StoreKey, sub: Option<&str>) -> Result<bool, StoreError> {
+        // The session first, then its set member: a failure in between leaves a stale member.
+        let del = redis::Cmd::del(self.session_key(key));
+        let del = &del;
+        let deleted: i64 = self
+            .run(|mut c| async move { del.query_async(&mut c).await })
+            .await?;
+        if let Some(sub) = sub {
+            let srem = redis::Cmd::srem(self.user_key(sub), key.as_str());
+            let srem = &srem;
+            self.run(|mut c| async move { srem.query_async::<i64>(&mut c).await })
+                .await?;
+        }
+        Ok(deleted > 0)
+    }
+
+    async fn destroy_user(&self, sub: &str) -> Result<Vec<StoreKey>, StoreError> {
+        // Members, then their sessions, then exactly those members: a session created while
+        // this runs keeps its membership (it was created after the logout-all).
+        let ukey = self.user_key(sub);
+        let members = redis::Cmd::smembers(&ukey);
+        let members = &members;
+        let mut members: Vec<String> = self
+            .run(|mut c| async move { members.query_async(&mut c).await })
+            .await?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        members.sort();
+        let dels: Vec<redis::Cmd> = members
+            .iter()
+            .map(|m| redis::Cmd::del(self.session_key(&StoreKey::from_stored(m.clone()))))
+            .collect();
+        let deleted: Vec<i64> = self.each(&dels).await?;
+        let srem = redis::Cmd::srem(&ukey, &members);
+        let srem = &srem;
+        self.run(|mut c| async move { srem.query_async::<i64>(&mut c).await })
+            .await?;
+        Ok(members
+            .into_iter()
+            .zip(deleted)
+            .filter(|(_, d)| *d > 0)
+            .map(|(m, _)| StoreKey::from_stored(m))
+            .collect())
+    }
+
+    async fn compare_and_set_many(
+        &self,
+        writes: &[(StoreKey, u64, SessionRecord)],
+        now: u64,
+    ) -> Result<Vec<CasOutcome>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let invocations: Vec<_> = writes
+            .iter()
+            .map(|(key, expected, record)| {
+                let mut invocation = self.cas.key(self.session_key(key));
+                invocation
+                    .arg(*expected)
+                    .arg(record.encode(self.format))
+                    .arg(ttl_ms(record, now))
+                    .arg(self.format.as_str());
+                invocation
+            })
+            .collect();
+        // Side by side on the multiplexed connection: one round trip for the batch, and each
+        // write goes to its key's node in a cluster. A node without the script (a new master
+        // after a failover) gets it loaded by the first invocation that misses it.
+        let invocations = &invocations;
+        let codes: Vec<i64> = self
+            .run(|c| {
+                futures_util::future::try_join_all(invocations.iter().map(move |invocation| {
+                    let mut c = c.clone();
+                    async move { invocation.invoke_async(&mut c).await }
+                }))
+            })
+            .await?;
+        Ok(codes.into_iter().map(outcome).collect())
+    }
+
+    async fn user_sessions(&self, sub: &str, _now: u64) -> Result<Vec<StoreKey>, StoreError> {
+        let ukey = self.user_key(sub);
+        let members = redis::Cmd::smembers(&ukey);
+        let members = &members;
+        let mut members: Vec<String> = self
+            .run(|mut c| async move { members.query_async(&mut c).await })
+            .await?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        members.sort();
+        let exists: Vec<redis::Cmd> = members
+            .iter()
+            .map(|m| redis::Cmd::exists(self.session_key(&StoreKey::from_stored(m.clone()))))
+            .collect();
+        let found: Vec<bool> = self.each(&exists).await?;
+        let (live, stale): (Vec<_>, Vec<_>) = members
+            .into_iter()
+            .zip(found)
+            .partition(|(_, found)| *found);
+        if !stale.is_empty() {
+            let stale: Vec<String> = stale.into_iter().map(|(m, _)| m).collect();
+            let srem = redis::Cmd::srem(&ukey, stale);
+            let srem = &srem;
+            self.run(|mut c| async move { srem.query_async::<i64>(&mut c).await })
+                .await?;
+        }
+        Ok(live
+            .into_iter()
+            .map(|(m, _)| StoreKey::from_stored(m))
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let ping = redis::cmd("PING");
+        let ping = &ping;
+        self.run(|mut c| async move { ping.query_async::<String>(&mut c).await })
+            .await
+            .map(|_| ())
+    }
+}
