@@ -228,3 +228,41 @@ async fn redis_credentials_come_from_a_file_and_a_wrong_one_is_refused() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(cookie.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_on_a_serve_stale_route_fail_without_touching_the_cookie() {
+    let mut fx = Fixture::start(MSGPACK, |c| {
+        c.route("path_prefix = \"/stale\"\nauth = \"required\"\non_store_error = \"serve_stale\"")
+    })
+    .await;
+    let cookie = fx.login("alice").await;
+    fx.wait_for_status("/stale", Some(&cookie), StatusCode::OK)
+        .await;
+    fx.redis_mut().kill();
+    fx.wait_for_status("/", Some(&cookie), StatusCode::SERVICE_UNAVAILABLE)
+        .await;
+
+    // The read is honoured from the cache, but the app's writes cannot be stored: each answers
+    // 503 and leaves the cookie alone, whatever the app asked for.
+    for (header, value) in [
+        ("x-echo-set-x-sessiongate-update", r#"{"theme":"dark"}"#),
+        ("x-echo-set-x-sessiongate-logout", "current"),
+        ("x-echo-set-x-sessiongate-logout", "all"),
+        ("x-echo-set-x-sessiongate-login", r#"{"sub":"mallory"}"#),
+    ] {
+        let reply = fx
+            .request("/stale", Some(&cookie), &[(header, value)])
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{header}: {value}"
+        );
+        assert_eq!(reply.session_cookie(), None, "{header} touched the cookie");
+    }
+    // The session is still honoured stale, unchanged: no write half-happened in the cache.
+    let reply = fx.request("/stale", Some(&cookie), &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.claims()["sub"], "alice");
+    assert!(reply.claims().get("theme").is_none());
+}
