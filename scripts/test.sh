@@ -4,6 +4,6 @@
 # sessiongate processes on ephemeral ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh redis
+scripts/deps.sh redis promtool
 # Two test threads: each integration test runs a proxy with two worker threads of its own.
 cargo test --locked -- --test-threads=2

@@ -1,8 +1,11 @@
 //! Assembles the Pingora server: the proxy service on the public listeners, the admin service,
 //! and the store's housekeeping in the background.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
@@ -10,12 +13,13 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::admin::Admin;
 use crate::config::model::StoreSettings;
 use crate::config::Config;
-use crate::proxy::Gateway;
+use crate::proxy::{Gateway, GatewayState, SharedState};
+use crate::reload::{ControlService, Reloader};
 use crate::session::invalidation::Invalidator;
 use crate::session::lifecycle::now_ms;
 use crate::session::renewal::RenewalFlusher;
@@ -76,49 +80,106 @@ impl BackgroundService for InvalidationService {
     }
 }
 
-/// Builds the server for `config`. Call `run_forever` on the result.
-pub fn build(config: Config) -> Result<Server, StoreError> {
+/// Samples the number of sessions in the store for `sessiongate_sessions_active`: a scan in
+/// the background, so requests never pay for it.
+struct ActiveSessionsSampler {
+    store: Arc<dyn SessionStore>,
+    interval: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for ActiveSessionsSampler {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut ticker = tokio::time::interval(self.interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = ticker.tick() => match self.store.count(now_ms()).await {
+                    Ok(n) => crate::metrics::metrics().sessions_active.set(n as i64),
+                    Err(e) => debug!(error = %e, "could not count the active sessions"),
+                },
+            }
+        }
+    }
+}
+
+/// How to start: the configuration, the file it came from (re-read on SIGHUP), and whether
+/// to take the listening sockets over from a running instance (`--upgrade`).
+pub struct Launch {
+    pub config: Config,
+    pub path: PathBuf,
+    pub upgrade: bool,
+}
+
+/// Builds the server. Call `run_forever` on the result.
+pub fn build(launch: Launch) -> Result<Server, StoreError> {
+    let Launch {
+        config,
+        path,
+        upgrade,
+    } = launch;
     // Pingora counts whole seconds: round the grace up so "500ms" is not "none".
     let grace_secs = config.server.shutdown_grace.as_millis().div_ceil(1000) as u64;
     let conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(grace_secs),
         graceful_shutdown_timeout_seconds: Some(grace_secs.max(1)),
+        upgrade_sock: config.server.upgrade_sock.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     let listen = config.server.listen.clone();
     let admin_listen = config.server.admin_listen;
-    let interval = match &config.store {
-        StoreSettings::Memory(m) => m.sweep_interval,
-        StoreSettings::Redis(_) => Duration::from_secs(3600),
+    let (sweep, sample) = match &config.store {
+        StoreSettings::Memory(m) => (m.sweep_interval, Duration::from_secs(15)),
+        StoreSettings::Redis(_) => (Duration::from_secs(3600), Duration::from_secs(60)),
     };
     let mut stack = crate::session::build_stack(&config)?;
     let flusher = stack.flusher.take();
     let invalidator = stack.invalidator.take();
-    let (pools, health_checks) = Pools::new(&config.upstreams);
-    let gateway = Gateway::new(config, &stack, pools);
+    let pools = Arc::new(Pools::new(&config.upstreams));
+    let state: SharedState = Arc::new(ArcSwap::from_pointee(GatewayState::new(
+        config, &stack, pools,
+    )));
     let store = stack.store.clone();
 
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
+    let mut proxy =
+        pingora::proxy::http_proxy_service(&server.configuration, Gateway::new(state.clone()));
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());
     }
     let mut admin = Service::new(
         "admin".to_string(),
-        HttpServer::new_app(Admin::new(store.clone())),
+        HttpServer::new_app(Admin::new(state.clone(), stack.shared())),
     );
     admin.add_tcp(&admin_listen.to_string());
-    let maintenance = background_service("store maintenance", StoreMaintenance { store, interval });
 
     server.add_service(proxy);
     server.add_service(admin);
-    server.add_service(maintenance);
-    for service in health_checks {
-        server.add_service(service);
-    }
+    server.add_service(background_service(
+        "store maintenance",
+        StoreMaintenance {
+            store: store.clone(),
+            interval: sweep,
+        },
+    ));
+    server.add_service(background_service(
+        "active sessions",
+        ActiveSessionsSampler {
+            store,
+            interval: sample,
+        },
+    ));
+    server.add_service(background_service(
+        "health checks and reloads",
+        ControlService(Reloader::new(path, state, stack.shared())),
+    ));
     if let Some(flusher) = flusher {
         server.add_service(background_service(
             "session renewals",
@@ -131,6 +192,6 @@ pub fn build(config: Config) -> Result<Server, StoreError> {
             InvalidationService(invalidator),
         ));
     }
-    info!(listen = ?listen, admin = %admin_listen, "sessiongate starting");
+    info!(listen = ?listen, admin = %admin_listen, upgrade, "sessiongate starting");
     Ok(server)
 }

@@ -33,6 +33,14 @@ pub struct RawServer {
     /// Seconds a graceful shutdown waits for in-flight requests.
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
+    /// File holding the admin API's bearer token (trailing newline ignored).
+    pub admin_token_file: Option<String>,
+    /// Environment variable holding the admin API's bearer token.
+    pub admin_token_env: Option<String>,
+    /// Whether access-log lines carry the session's `sub` (off: logs name no user).
+    pub log_sub: Option<bool>,
+    /// Unix socket for the zero-downtime upgrade (listening sockets handed to `--upgrade`).
+    pub upgrade_sock: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::HeaderName;
@@ -10,7 +11,7 @@ use http::HeaderName;
 pub use super::file::RawOnStoreError as OnStoreError;
 
 /// The whole validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub server: ServerSettings,
     pub session: SessionSettings,
@@ -22,12 +23,16 @@ pub struct Config {
     pub routes: Vec<RouteSettings>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
     pub threads: usize,
     pub admin_listen: SocketAddr,
     pub shutdown_grace: Duration,
+    /// The admin API's bearer token; without one the API is off (metrics and health stay).
+    pub admin_token: Option<SecretBytes>,
+    pub log_sub: bool,
+    pub upgrade_sock: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +59,7 @@ impl RecordFormat {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CookieSettings {
     pub name: String,
     pub secure: bool,
@@ -63,7 +68,7 @@ pub struct CookieSettings {
     pub persistent: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionSettings {
     pub cookie: CookieSettings,
     pub idle_timeout: Duration,
@@ -72,7 +77,7 @@ pub struct SessionSettings {
     pub format: RecordFormat,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 // Built once per (re)load and never moved on a hot path, so the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum StoreSettings {
@@ -80,13 +85,13 @@ pub enum StoreSettings {
     Redis(RedisStoreSettings),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MemoryStoreSettings {
     pub max_sessions: usize,
     pub sweep_interval: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RedisStoreSettings {
     pub topology: RedisTopology,
     /// Trust and client identity for `rediss://` addresses.
@@ -146,7 +151,7 @@ impl RedisTopology {
 }
 
 /// PEM material for Redis over TLS; empty means the system's roots and no client certificate.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RedisTls {
     pub ca: Option<Vec<u8>>,
     pub client_cert: Option<Vec<u8>>,
@@ -154,7 +159,7 @@ pub struct RedisTls {
 }
 
 /// The session cache and whether it follows invalidations from Redis.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CacheConfig {
     pub settings: crate::session::cache::CacheSettings,
     pub invalidation: bool,
@@ -172,7 +177,7 @@ impl fmt::Debug for SecretBytes {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IdentitySettings {
     pub issuer: String,
     pub assertion_header: HeaderName,
@@ -183,7 +188,7 @@ pub struct IdentitySettings {
     pub headers: Vec<(HeaderName, String)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSettings {
     pub name: String,
     pub backends: Vec<SocketAddr>,
@@ -237,7 +242,7 @@ impl fmt::Display for HostPattern {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteSettings {
     pub host: HostPattern,
     pub path_prefix: String,

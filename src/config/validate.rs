@@ -18,6 +18,7 @@ pub mod defaults {
     pub const LISTEN: &str = "0.0.0.0:8080";
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9091";
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+    pub const UPGRADE_SOCK: &str = "/tmp/sessiongate-upgrade.sock";
     pub const COOKIE_NAME: &str = "__Host-sid";
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
     pub const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
@@ -97,7 +98,7 @@ impl Problems {
 /// Validates the raw file; `base` resolves relative secret file paths.
 pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
     let mut p = Problems::default();
-    let server = check_server(&raw.server, &mut p);
+    let server = check_server(&raw.server, base, &mut p);
     let session = check_session(&raw.session, &mut p);
     let store = check_store(&raw.store, base, &mut p);
     let identity = check_identity(&raw.identity, base, &mut p);
@@ -154,7 +155,7 @@ fn parse_addr(value: &str, path: &str, p: &mut Problems) -> Option<SocketAddr> {
     }
 }
 
-fn check_server(raw: &RawServer, p: &mut Problems) -> Option<ServerSettings> {
+fn check_server(raw: &RawServer, base: &Path, p: &mut Problems) -> Option<ServerSettings> {
     let listen_raw = raw
         .listen
         .clone()
@@ -197,11 +198,34 @@ fn check_server(raw: &RawServer, p: &mut Problems) -> Option<ServerSettings> {
         );
     }
     let shutdown_grace = raw.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE);
+    let admin_token = read_secret(
+        raw.admin_token_file.as_deref(),
+        raw.admin_token_env.as_deref(),
+        ("server", "admin_token"),
+        base,
+        p,
+    );
+    if let Some(token) = &admin_token {
+        if token.0.len() < 16 {
+            p.add(
+                "server.admin_token_file",
+                "the admin token must be at least 16 bytes (e.g. `openssl rand -hex 32`)",
+            );
+        }
+    }
+    let upgrade_sock = base.join(
+        raw.upgrade_sock
+            .as_deref()
+            .unwrap_or(defaults::UPGRADE_SOCK),
+    );
     Some(ServerSettings {
         listen,
         threads,
         admin_listen: admin?,
         shutdown_grace,
+        admin_token,
+        log_sub: raw.log_sub.unwrap_or(false),
+        upgrade_sock,
     })
 }
 
@@ -324,18 +348,22 @@ fn positive(d: Option<Duration>, default: Duration, path: &str, p: &mut Problems
     d
 }
 
-/// A secret from a file (relative to `base`) or an environment variable; at most one source.
+/// A secret from `{section}.{stem}_file` (relative to `base`) or `{section}.{stem}_env`; at
+/// most one source.
 fn read_secret(
     file: Option<&str>,
     env: Option<&str>,
-    path: &str,
+    (section, stem): (&str, &str),
     base: &Path,
     p: &mut Problems,
 ) -> Option<SecretBytes> {
     match (file, env) {
         (None, None) => None,
         (Some(_), Some(_)) => {
-            p.add(path, "set either password_file or password_env, not both");
+            p.add(
+                section,
+                format!("set either {stem}_file or {stem}_env, not both"),
+            );
             None
         }
         (Some(file), None) => {
@@ -349,7 +377,7 @@ fn read_secret(
                 }
                 Err(e) => {
                     p.add(
-                        format!("{path}.password_file"),
+                        format!("{section}.{stem}_file"),
                         format!("cannot read {}: {e}", full.display()),
                     );
                     None
@@ -360,7 +388,7 @@ fn read_secret(
             Ok(value) => Some(SecretBytes(value.into_bytes())),
             Err(_) => {
                 p.add(
-                    format!("{path}.password_env"),
+                    format!("{section}.{stem}_env"),
                     format!("environment variable {var} is not set (or not UTF-8)"),
                 );
                 None
@@ -495,7 +523,7 @@ fn check_store(raw: &RawStore, base: &Path, p: &mut Problems) -> Option<StoreSet
                 password: read_secret(
                     raw.password_file.as_deref(),
                     raw.password_env.as_deref(),
-                    "store",
+                    ("store", "password"),
                     base,
                     p,
                 ),

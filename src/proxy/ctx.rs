@@ -24,6 +24,25 @@ pub enum Lookup {
 }
 
 impl Lookup {
+    /// The `sessiongate_session_lookups_total` result for a lookup that found `source`, or
+    /// `None` when no lookup was made.
+    pub fn metric(self, source: Option<crate::session::cache::Source>) -> Option<&'static str> {
+        use crate::metrics::lookup;
+        use crate::session::cache::Source;
+        Some(match self {
+            Lookup::Skipped => return None,
+            Lookup::Found => match source {
+                Some(Source::Cache) => lookup::CACHE_HIT,
+                _ => lookup::STORE_HIT,
+            },
+            Lookup::NotFound => lookup::NOT_FOUND,
+            Lookup::Expired => lookup::EXPIRED,
+            Lookup::Stale => lookup::STALE,
+            Lookup::Invalid => lookup::INVALID,
+            Lookup::StoreError => lookup::ERROR,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Lookup::Skipped => "skipped",
@@ -39,6 +58,8 @@ impl Lookup {
 
 pub struct RequestCtx {
     pub started: Instant,
+    /// UUID v4 of this request: in the access log and, as `X-Request-Id`, upstream.
+    pub request_id: uuid::Uuid,
     pub state: Option<Arc<GatewayState>>,
     pub route: Option<usize>,
     pub cookie: SessionCookie,
@@ -58,6 +79,7 @@ impl RequestCtx {
     pub fn new() -> Self {
         RequestCtx {
             started: Instant::now(),
+            request_id: uuid::Uuid::new_v4(),
             state: None,
             route: None,
             cookie: SessionCookie::Absent,

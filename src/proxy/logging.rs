@@ -1,27 +1,55 @@
-//! One access-log line per request. Never the cookie or the session id: only the truncated
-//! hash of the id, and `sub` never.
+//! The end of every request: its metrics, and one access-log line (target `sessiongate::access`;
+//! JSON with `--log-json`). Never the cookie or the session id: only the truncated hash of the
+//! id, and `sub` only when `[server] log_sub` is on.
 
 use pingora::proxy::Session;
 use pingora::Error;
 use tracing::info;
 
 use super::ctx::RequestCtx;
+use crate::metrics::{metrics, status_class};
 
 pub fn run(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
     let req = session.req_header();
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    let route = ctx.route.map_or(-1, |r| r as i64);
+    let elapsed = ctx.started.elapsed().as_secs_f64();
+    let route = match (&ctx.state, ctx.route) {
+        (Some(state), Some(r)) => state.route_labels[r].as_str(),
+        _ => "none",
+    };
+    let source = ctx.session.as_ref().map(|s| s.source);
+    let lookup = ctx.lookup.metric(source);
+
+    let m = metrics();
+    m.requests
+        .with_label_values(&[route, status_class(status)])
+        .inc();
+    m.request_duration
+        .with_label_values(&[route])
+        .observe(elapsed);
+    if let Some(result) = lookup {
+        m.lookups.with_label_values(&[result]).inc();
+    }
+
     let session_tag = ctx.session.as_ref().map(|s| s.key.log_tag().to_string());
+    let log_sub = ctx.state.as_ref().is_some_and(|s| s.config.server.log_sub);
+    let sub = ctx
+        .session
+        .as_ref()
+        .filter(|_| log_sub)
+        .map(|s| s.session.sub.to_string());
     info!(
         target: "sessiongate::access",
+        request_id = %ctx.request_id,
         method = %req.method,
         path = req.uri.path(),
         status,
         route,
-        lookup = ctx.lookup.as_str(),
+        lookup = lookup.unwrap_or("none"),
         session = session_tag.as_deref().unwrap_or("-"),
+        sub = sub.as_deref(),
         stripped = ctx.stripped,
-        duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+        duration_ms = elapsed * 1000.0,
         error = error.map(|e| e.to_string()).as_deref().unwrap_or(""),
         "request"
     );

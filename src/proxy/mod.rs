@@ -24,23 +24,20 @@ pub use request_filter::{login_location, unauthenticated, wants_html, Admission}
 pub use respond::LocalResponse;
 pub use state::GatewayState;
 
-use crate::config::Config;
-use crate::session::StoreStack;
-use crate::upstream::Pools;
+/// The state new requests run on; a reload swaps it, requests in flight keep theirs.
+pub type SharedState = Arc<ArcSwap<GatewayState>>;
 
 /// The session gateway: the current configuration's state (which holds the session operations
 /// over the store stack, shared across reloads).
 pub struct Gateway {
-    state: ArcSwap<GatewayState>,
+    state: SharedState,
 }
 
 impl Gateway {
-    /// Builds the gateway over `stack` and `pools`; their background tasks (renewals,
-    /// invalidations, health checks) are the caller's to run.
-    pub fn new(config: Config, stack: &StoreStack, pools: Pools) -> Self {
-        Gateway {
-            state: ArcSwap::from_pointee(GatewayState::new(config, stack, pools)),
-        }
+    /// Serves requests on whatever `state` holds when each request arrives; the background
+    /// tasks (renewals, invalidations, health checks, reloads) are the caller's to run.
+    pub fn new(state: SharedState) -> Self {
+        Gateway { state }
     }
 
     /// The state new requests run on.

@@ -86,6 +86,9 @@ pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx)
             req.remove_header(name);
         }
         ctx.stripped = spoofed.len();
+        crate::metrics::metrics()
+            .spoofed_headers
+            .inc_by(spoofed.len() as u64);
         info!(headers = ?spoofed.iter().map(|n| n.as_str()).collect::<Vec<_>>(), "removed inbound headers from the protected namespace");
     }
 

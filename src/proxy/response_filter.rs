@@ -51,7 +51,10 @@ pub async fn run(response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<
         CookieChange::Keep
     };
     match parsed {
-        Err(e) => warn!(error = %e, "ignored malformed control headers; the session is unchanged"),
+        Err(e) => {
+            crate::metrics::metrics().control_rejected.inc();
+            warn!(error = %e, "ignored malformed control headers; the session is unchanged");
+        }
         Ok(request) if request.is_empty() => {}
         Ok(request) => {
             if let Some(applied) = apply(request, ctx).await.map_err(store_failure)? {

@@ -1,6 +1,8 @@
 //! Everything a request needs from one configuration, built once per (re)load. Requests hold
 //! an `Arc` to the state they started with, so a reload never changes a request mid-flight.
 
+use std::sync::Arc;
+
 use http::HeaderName;
 
 use crate::config::Config;
@@ -10,12 +12,14 @@ use crate::routing::RouteTable;
 use crate::session::{Sessions, StoreStack};
 use crate::upstream::Pools;
 
-/// Note for reloads: cached sessions carry header values rendered for this configuration's
-/// `[identity.headers]`; a reload that changes them must flush the session cache.
+/// Cached sessions carry header values rendered for this configuration's `[identity.headers]`:
+/// a reload that changes them drops the cache's contents (see `reload`).
 pub struct GatewayState {
     pub config: Config,
     pub routes: RouteTable,
-    pub pools: Pools,
+    /// Each route's metrics label: its host (when not `*`) and path prefix.
+    pub route_labels: Vec<String>,
+    pub pools: Arc<Pools>,
     pub namespace: ProtectedNamespace,
     pub signer: Signer,
     pub cookies: CookieWriter,
@@ -24,13 +28,21 @@ pub struct GatewayState {
 
 impl GatewayState {
     /// The state for `config`; `pools` are built by the caller, which runs their health checks.
-    pub fn new(config: Config, stack: &StoreStack, pools: Pools) -> Self {
+    pub fn new(config: Config, stack: &StoreStack, pools: Arc<Pools>) -> Self {
         let identity = &config.identity;
         let protected: Vec<&HeaderName> = std::iter::once(&identity.assertion_header)
             .chain(identity.headers.iter().map(|(name, _)| name))
             .collect();
         GatewayState {
             routes: RouteTable::new(config.routes.clone()),
+            route_labels: config
+                .routes
+                .iter()
+                .map(|r| match &r.host {
+                    crate::config::model::HostPattern::Any => r.path_prefix.clone(),
+                    host => format!("{host}{}", r.path_prefix),
+                })
+                .collect(),
             pools,
             namespace: ProtectedNamespace::new(protected),
             signer: Signer::new(

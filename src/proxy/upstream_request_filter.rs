@@ -10,6 +10,15 @@ use super::ctx::RequestCtx;
 use crate::session::lifecycle::now_ms;
 
 pub fn run(upstream_request: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    // Ours, whatever the client sent: the id that joins the access log and the app's logs.
+    let mut id = uuid::Uuid::encode_buffer();
+    upstream_request.insert_header(
+        "x-request-id",
+        ctx.request_id
+            .hyphenated()
+            .encode_lower(&mut id)
+            .to_string(),
+    )?;
     if let Some(forwarded) = ctx.forwarded_cookie.take() {
         upstream_request.remove_header(&COOKIE);
         if !forwarded.is_empty() {

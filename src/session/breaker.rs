@@ -188,6 +188,10 @@ impl SessionStore for GuardedStore {
         self.guard(self.inner.ping()).await
     }
 
+    async fn count(&self, now: u64) -> Result<u64, StoreError> {
+        self.guard(self.inner.count(now)).await
+    }
+
     async fn maintain(&self, now: u64) -> usize {
         self.inner.maintain(now).await
     }
@@ -247,6 +251,10 @@ mod tests {
         }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())
+        }
+
+        async fn count(&self, now: u64) -> Result<u64, StoreError> {
+            self.inner.count(now).await
         }
     }
 

@@ -376,6 +376,12 @@ impl SessionCache {
         }
     }
 
+    /// Stops trusting everything cached so far, leaving caching on or off as it was (a reload
+    /// changed how sessions are prepared).
+    pub fn drop_all(&self) {
+        self.flush(self.is_enabled());
+    }
+
     /// Starts caching again (the invalidation stream is back).
     pub fn enable(&self) {
         self.flush(true);

@@ -68,6 +68,15 @@ impl StoreKey {
         StoreKey(s.into())
     }
 
+    /// A key given by an operator (the admin API): exactly the form `store_key` produces,
+    /// 43 base64url characters (SHA-256, unpadded).
+    pub fn parse(s: &str) -> Option<Self> {
+        let valid = s.len() == 43
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        valid.then(|| StoreKey(s.to_string()))
+    }
+
     /// The first 12 characters: enough to correlate log lines, useless to an attacker.
     pub fn log_tag(&self) -> &str {
         &self.0[..self.0.len().min(12)]
@@ -77,6 +86,20 @@ impl StoreKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_keys_parse_only_in_their_own_form() {
+        let key = SessionId::generate().unwrap().store_key();
+        assert_eq!(StoreKey::parse(key.as_str()), Some(key.clone()));
+        for bad in [
+            "",
+            "short",
+            &format!("{}=", key.as_str()),
+            &key.as_str().replace(|c: char| c.is_ascii_alphabetic(), "+"),
+        ] {
+            assert_eq!(StoreKey::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn generated_ids_round_trip_and_differ() {

@@ -172,6 +172,15 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn count(&self, now: u64) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .sessions
+            .values()
+            .filter(|r| r.expires_at() > now)
+            .count() as u64)
+    }
+
     async fn maintain(&self, now: u64) -> usize {
         self.lock().sweep(now)
     }

@@ -9,6 +9,7 @@ pub mod id;
 pub mod invalidation;
 pub mod lifecycle;
 pub mod memory;
+pub mod metered;
 pub mod prepared;
 pub mod record;
 pub mod redis;
@@ -40,6 +41,19 @@ pub struct StoreStack {
 }
 
 impl StoreStack {
+    /// Another handle on the same store, cache and renewal queue (the background tasks stay
+    /// with the original).
+    pub fn shared(&self) -> StoreStack {
+        StoreStack {
+            store: self.store.clone(),
+            stale_window: self.stale_window,
+            cache: self.cache.clone(),
+            renewals: self.renewals.clone(),
+            flusher: None,
+            invalidator: None,
+        }
+    }
+
     /// Session operations over this stack with `settings`.
     pub fn sessions(&self, settings: SessionSettings) -> Sessions {
         Sessions::new(self.store.clone(), settings).with_cache(
@@ -55,7 +69,7 @@ pub fn build_stack(config: &Config) -> Result<StoreStack, StoreError> {
     let store = build_store(&config.store, &config.session)?;
     let StoreSettings::Redis(redis) = &config.store else {
         return Ok(StoreStack {
-            store,
+            store: Arc::new(metered::MeteredStore::new(store)),
             stale_window: std::time::Duration::ZERO,
             cache: None,
             renewals: None,
@@ -63,7 +77,9 @@ pub fn build_stack(config: &Config) -> Result<StoreStack, StoreError> {
             invalidator: None,
         });
     };
-    let store: Arc<dyn SessionStore> = Arc::new(breaker::GuardedStore::new(store, redis.breaker));
+    let store: Arc<dyn SessionStore> = Arc::new(metered::MeteredStore::new(Arc::new(
+        breaker::GuardedStore::new(store, redis.breaker),
+    )));
     let cache = config
         .cache
         .as_ref()

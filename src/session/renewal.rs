@@ -101,7 +101,9 @@ impl RenewalFlusher {
         match self.store.compare_and_set_many(&writes, now_ms()).await {
             Ok(outcomes) => {
                 for ((key, _, _), outcome) in writes.iter().zip(outcomes) {
-                    if outcome != CasOutcome::Written {
+                    if outcome == CasOutcome::Written {
+                        crate::metrics::metrics().sessions_renewed.inc();
+                    } else {
                         // Gone or changed meanwhile: the cached copy is not what the store has.
                         debug!(session = key.log_tag(), ?outcome, "renewal not written");
                         if let Some(cache) = &self.cache {

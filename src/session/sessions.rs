@@ -16,6 +16,7 @@ use super::record::{Claims, SessionRecord};
 use super::renewal::RenewalQueue;
 use super::store::{CasOutcome, SessionStore, StoreError};
 use crate::config::model::SessionSettings;
+use crate::metrics::{destroyed, metrics};
 
 /// How many times an update re-reads and retries after losing a compare-and-set race.
 const MAX_CAS_ATTEMPTS: u32 = 32;
@@ -187,7 +188,10 @@ impl Sessions {
             return self.remember(key, &next);
         }
         match self.store.compare_and_set(key, session.v, &next, now).await {
-            Ok(CasOutcome::Written) => self.remember(key, &next),
+            Ok(CasOutcome::Written) => {
+                metrics().sessions_renewed.inc();
+                self.remember(key, &next)
+            }
             Ok(outcome) => {
                 debug!(
                     session = key.log_tag(),
@@ -213,7 +217,13 @@ impl Sessions {
         now: u64,
     ) -> Result<(SessionId, SessionRecord), StoreError> {
         if let Some((key, sub)) = previous {
-            self.store.destroy(key, sub).await?;
+            if self.store.destroy(key, sub).await? {
+                metrics().sessions_rotated.inc();
+                metrics()
+                    .sessions_destroyed
+                    .with_label_values(&[destroyed::ROTATED])
+                    .inc();
+            }
             self.forget(key);
         }
         let record = lifecycle::new_record(
@@ -228,6 +238,7 @@ impl Sessions {
         let key = id.store_key();
         self.store.create(&key, &record, now).await?;
         self.remember(&key, &record);
+        metrics().sessions_created.inc();
         Ok((id, record))
     }
 
@@ -262,19 +273,72 @@ impl Sessions {
         )))
     }
 
-    /// Ends one session.
+    /// Ends one session (the application logged the user out).
     pub async fn logout(&self, key: &StoreKey, sub: Option<&str>) -> Result<bool, StoreError> {
+        self.end(key, sub, destroyed::LOGOUT).await
+    }
+
+    /// Ends every session of `sub` (the application logged the user out everywhere); returns
+    /// how many there were.
+    pub async fn logout_all(&self, sub: &str) -> Result<usize, StoreError> {
+        self.end_all(sub, destroyed::LOGOUT_ALL).await
+    }
+
+    /// Ends one session by its key, on an operator's request; `false` if there was none.
+    pub async fn revoke(&self, key: &StoreKey, now: u64) -> Result<bool, StoreError> {
+        // The owner is read first so the user's set loses the member too.
+        let sub = self.store.load(key, now).await?.map(|r| r.sub);
+        self.end(key, sub.as_deref(), destroyed::ADMIN).await
+    }
+
+    /// Ends every session of `sub`, on an operator's request.
+    pub async fn revoke_user(&self, sub: &str) -> Result<usize, StoreError> {
+        self.end_all(sub, destroyed::ADMIN).await
+    }
+
+    /// The sessions of `sub` that still exist, with their records.
+    pub async fn list(
+        &self,
+        sub: &str,
+        now: u64,
+    ) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {
+        let mut sessions = Vec::new();
+        for key in self.store.user_sessions(sub, now).await? {
+            if let Some(record) = self.store.load(&key, now).await? {
+                if lifecycle::check(&record, now) == Validity::Active {
+                    sessions.push((key, record));
+                }
+            }
+        }
+        Ok(sessions)
+    }
+
+    async fn end(
+        &self,
+        key: &StoreKey,
+        sub: Option<&str>,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
         let existed = self.store.destroy(key, sub).await?;
         self.forget(key);
+        if existed {
+            metrics()
+                .sessions_destroyed
+                .with_label_values(&[reason])
+                .inc();
+        }
         Ok(existed)
     }
 
-    /// Ends every session of `sub`; returns how many there were.
-    pub async fn logout_all(&self, sub: &str) -> Result<usize, StoreError> {
+    async fn end_all(&self, sub: &str, reason: &str) -> Result<usize, StoreError> {
         let keys = self.store.destroy_user(sub).await?;
         for key in &keys {
             self.forget(key);
         }
+        metrics()
+            .sessions_destroyed
+            .with_label_values(&[reason])
+            .inc_by(keys.len() as u64);
         Ok(keys.len())
     }
 }

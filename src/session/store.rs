@@ -109,6 +109,10 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// The circuit breaker's state, when the store has one.
+    /// How many sessions the store holds (for the active-sessions gauge; sampled in the
+    /// background, never on a request).
+    async fn count(&self, now: u64) -> Result<u64, StoreError>;
+
     fn breaker_state(&self) -> Option<super::breaker::BreakerState> {
         None
     }

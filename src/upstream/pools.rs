@@ -14,7 +14,7 @@ use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::consistent::KetamaHashing;
 use pingora::lb::{Backend, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
-use pingora::services::background::{background_service, GenBackgroundService};
+use pingora::services::background::BackgroundService;
 
 use crate::config::model::{Affinity, HealthCheck, UpstreamSettings};
 
@@ -29,14 +29,12 @@ pub struct Pool {
     pub name: String,
     pub affinity: Affinity,
     balancer: Arc<LoadBalancer<KetamaHashing>>,
+    health_checked: bool,
     size: usize,
     rotation: AtomicU64,
     failure_hold: Duration,
     failures: Mutex<HashMap<SocketAddr, Instant>>,
 }
-
-/// The background service that runs a pool's health checks.
-pub type HealthService = GenBackgroundService<LoadBalancer<KetamaHashing>>;
 
 fn inet(backend: &Backend) -> Option<SocketAddr> {
     match &backend.addr {
@@ -46,9 +44,8 @@ fn inet(backend: &Backend) -> Option<SocketAddr> {
 }
 
 impl Pool {
-    /// The pool and, when it is health-checked, the service that must run for checks to
-    /// happen.
-    pub fn new(settings: &UpstreamSettings) -> (Pool, Option<HealthService>) {
+    /// The pool; its health checks run while `Pools::run_health_checks` runs.
+    pub fn new(settings: &UpstreamSettings) -> Pool {
         let mut balancer =
             LoadBalancer::<KetamaHashing>::try_from_iter(settings.backends.iter().copied())
                 .expect("socket addresses need no lookup");
@@ -67,24 +64,26 @@ impl Pool {
         };
         balancer.health_check_frequency = interval;
         balancer.parallel_health_check = true;
-        let (balancer, service) = match interval {
-            Some(_) => {
-                let service =
-                    background_service(&format!("health check {}", settings.name), balancer);
-                (service.task(), Some(service))
-            }
-            None => (Arc::new(balancer), None),
-        };
-        let pool = Pool {
+        Pool {
             name: settings.name.clone(),
             affinity: settings.affinity,
-            balancer,
+            balancer: Arc::new(balancer),
+            health_checked: interval.is_some(),
             size: settings.backends.len(),
             rotation: AtomicU64::new(0),
             failure_hold: interval.unwrap_or(DEFAULT_FAILURE_HOLD),
             failures: Mutex::new(HashMap::new()),
-        };
-        (pool, service)
+        }
+    }
+
+    /// Each backend and whether it passes its health check (always, when there is none).
+    pub fn health(&self) -> Vec<(SocketAddr, bool)> {
+        let backends = self.balancer.backends();
+        backends
+            .get_backend()
+            .iter()
+            .filter_map(|b| inet(b).map(|a| (a, backends.ready(b))))
+            .collect()
     }
 
     fn recently_failed(&self, addr: &SocketAddr) -> bool {
@@ -133,22 +132,27 @@ impl Pool {
 pub struct Pools(Vec<Pool>);
 
 impl Pools {
-    /// The pools and the health-check services to run beside them.
-    pub fn new(settings: &[UpstreamSettings]) -> (Pools, Vec<HealthService>) {
-        let mut services = Vec::new();
-        let pools = settings
-            .iter()
-            .map(|s| {
-                let (pool, service) = Pool::new(s);
-                services.extend(service);
-                pool
-            })
-            .collect();
-        (Pools(pools), services)
+    pub fn new(settings: &[UpstreamSettings]) -> Pools {
+        Pools(settings.iter().map(Pool::new).collect())
     }
 
     pub fn get(&self, index: usize) -> &Pool {
         &self.0[index]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Pool> {
+        self.0.iter()
+    }
+
+    /// Runs the health checks of every health-checked pool until `stop` turns true (a reload
+    /// replaced these pools, or the server shuts down).
+    pub async fn run_health_checks(&self, stop: tokio::sync::watch::Receiver<bool>) {
+        let checks = self
+            .0
+            .iter()
+            .filter(|p| p.health_checked)
+            .map(|p| p.balancer.start(stop.clone()));
+        futures_util::future::join_all(checks).await;
     }
 }
 
@@ -165,7 +169,6 @@ mod tests {
             affinity: Affinity::Session,
             health: HealthCheck::None,
         })
-        .0
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct TestConfig {
     pub upstream_extra: String,
     /// Extra lines for `[server]`.
     pub server_extra: String,
+    /// Files (name, contents) the proxy's directory holds before it starts (`{dir}/name`).
+    pub files: Vec<(String, String)>,
 }
 
 impl TestConfig {
@@ -49,6 +51,7 @@ impl TestConfig {
             cache: None,
             upstream_extra: String::new(),
             server_extra: String::new(),
+            files: Vec::new(),
         }
     }
 

@@ -84,7 +84,8 @@ impl Fixture {
         if let Store::Redis(RecordFormat::Json) = store {
             config.format = "json";
         }
-        let proxy = Proxy::start(&adjust(config).to_toml());
+        let config = adjust(config);
+        let proxy = Proxy::start_with(&config.to_toml(), &config.files, &[]);
         Fixture {
             redis,
             upstream,

@@ -179,33 +179,94 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts the binary with this configuration text (`{port}` and `{admin_port}` are filled
-    /// in) and waits until it listens.
+    /// Starts the binary with this configuration text (`{port}`, `{admin_port}` and `{dir}`
+    /// are filled in) and waits until it listens.
     pub fn start(config: &str) -> Self {
+        Self::start_with_args(config, &[])
+    }
+
+    /// Like `start`, with extra command-line arguments (e.g. `--log-json`).
+    pub fn start_with_args(config: &str, args: &[&str]) -> Self {
+        Self::start_with(config, &[], args)
+    }
+
+    /// Like `start`, with `files` (name, contents) written into the proxy's directory first
+    /// (the config can name them as `{dir}/name`), and extra command-line arguments.
+    pub fn start_with(config: &str, files: &[(String, String)], args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).expect("writes a file");
+        }
         let port = free_port();
         let admin_port = free_port();
         let text = config
             .replace("{port}", &port.to_string())
-            .replace("{admin_port}", &admin_port.to_string());
-        let path = dir.path().join("sessiongate.toml");
-        std::fs::File::create(&path)
+            .replace("{admin_port}", &admin_port.to_string())
+            .replace("{dir}", &dir.path().display().to_string());
+        std::fs::File::create(dir.path().join("sessiongate.toml"))
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .expect("writes config");
         let log = dir.path().join("sessiongate.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sessiongate"))
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "debug")
-            .stdout(log_file.try_clone().expect("log file"))
-            .stderr(log_file)
-            .spawn()
-            .expect("sessiongate starts");
+        let mut child = Self::spawn(&dir, &log, args);
         wait_for_port(port, &mut child, "sessiongate", Some(&log));
         Proxy {
             port,
             admin_port,
+            dir,
+            log,
+            child,
+        }
+    }
+
+    fn spawn(dir: &tempfile::TempDir, log: &PathBuf, args: &[&str]) -> Child {
+        let log_file = std::fs::File::create(log).expect("log file");
+        Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+            .arg("--config")
+            .arg(dir.path().join("sessiongate.toml"))
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
+            .spawn()
+            .expect("sessiongate starts")
+    }
+
+    /// The configuration file the proxy runs with (rewrite it, then `signal("-HUP")`).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("sessiongate.toml")
+    }
+
+    /// Replaces the configuration file (placeholders filled in as at start).
+    pub fn rewrite_config(&self, config: &str) {
+        let text = config
+            .replace("{port}", &self.port.to_string())
+            .replace("{admin_port}", &self.admin_port.to_string())
+            .replace("{dir}", &self.dir.path().display().to_string());
+        std::fs::write(self.config_path(), text).expect("rewrites config");
+    }
+
+    /// Sends a signal ("-HUP", "-QUIT", ...) to the process.
+    pub fn signal(&self, sig: &str) {
+        signal(&self.child, sig);
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Starts a second process on the same configuration with `--upgrade`: it takes over the
+    /// listening sockets once this one is sent SIGQUIT. Does not wait; the caller sends the
+    /// signal.
+    pub fn start_upgrade(&self) -> Proxy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::copy(self.config_path(), dir.path().join("sessiongate.toml"))
+            .expect("copies config");
+        let log = dir.path().join("sessiongate.log");
+        let child = Self::spawn(&dir, &log, &["--upgrade"]);
+        Proxy {
+            port: self.port,
+            admin_port: self.admin_port,
             dir,
             log,
             child,

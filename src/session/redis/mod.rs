@@ -332,6 +332,40 @@ impl SessionStore for RedisStore {
             .collect())
     }
 
+    /// Counts session keys with `SCAN` on every node that holds them (the master, or each
+    /// cluster primary): O(sessions), so only for the background sampler.
+    async fn count(&self, _now: u64) -> Result<u64, StoreError> {
+        let pattern = format!("{}s:*", self.settings.key_prefix);
+        let count = async {
+            let mut total = 0u64;
+            for client in primaries(&self.settings, redis::ProtocolVersion::RESP2).await? {
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                let mut cursor = 0u64;
+                loop {
+                    let (next, keys): (u64, Vec<redis::Value>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn)
+                        .await?;
+                    total += keys.len() as u64;
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+            }
+            Ok::<_, RedisError>(total)
+        };
+        // A scan is many round trips: bound it generously, apart from the command deadline.
+        match tokio::time::timeout(Duration::from_secs(30), count).await {
+            Ok(result) => result.map_err(map_error),
+            Err(_) => Err(StoreError::Timeout(Duration::from_secs(30))),
+        }
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let ping = redis::cmd("PING");
         let ping = &ping;

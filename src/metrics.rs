@@ -1,0 +1,346 @@
+//! Every metric sessiongate exports, in one place. Names follow the Prometheus conventions:
+//! the `sessiongate_` prefix, `_total` on counters, `_seconds` and bytes as base units, and
+//! labels whose values come from the configuration or a fixed set (never an id, a path or a
+//! user).
+//!
+//! Hot-path updates are single atomic operations on children resolved once; gauges that
+//! describe state (cache size, breaker, backend health) are read when `/metrics` is scraped.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::session::breaker::BreakerState;
+use crate::session::cache::CacheSnapshot;
+
+/// Request and store latency buckets, in seconds: 100 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Results of a session lookup, as `sessiongate_session_lookups_total{result}` labels them.
+pub mod lookup {
+    pub const CACHE_HIT: &str = "cache_hit";
+    pub const STORE_HIT: &str = "store_hit";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const EXPIRED: &str = "expired";
+    pub const INVALID: &str = "invalid";
+    pub const ERROR: &str = "error";
+    pub const STALE: &str = "stale";
+}
+
+/// Why sessions ended, as `sessiongate_sessions_destroyed_total{reason}` labels them.
+pub mod destroyed {
+    pub const LOGOUT: &str = "logout";
+    pub const LOGOUT_ALL: &str = "logout_all";
+    pub const ROTATED: &str = "rotated";
+    pub const ADMIN: &str = "admin";
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub lookups: IntCounterVec,
+    pub sessions_created: IntCounter,
+    pub sessions_destroyed: IntCounterVec,
+    pub sessions_renewed: IntCounter,
+    pub sessions_rotated: IntCounter,
+    pub sessions_active: IntGauge,
+    pub store_duration: HistogramVec,
+    pub store_errors: IntCounterVec,
+    pub circuit_state: IntGaugeVec,
+    pub cache_entries: IntGauge,
+    pub cache_bytes: IntGauge,
+    pub cache_evictions: IntCounter,
+    pub cache_invalidations: IntCounter,
+    pub cache_coalesced: IntCounter,
+    pub cache_negative_hits: IntCounter,
+    pub backend_healthy: IntGaugeVec,
+    pub config_reloads: IntCounterVec,
+    pub spoofed_headers: IntCounter,
+    pub control_rejected: IntCounter,
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("a valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("registered once");
+    c
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("registered once");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("a valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("registered once");
+    g
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("registered once");
+    g
+}
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("a valid metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("registered once");
+    h
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new();
+        let build = gauge_vec(
+            &r,
+            "sessiongate_build_info",
+            "Always 1; the running version as a label.",
+            &["version"],
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let m = Metrics {
+            requests: counter_vec(
+                &r,
+                "sessiongate_requests_total",
+                "Requests answered, by route and status class.",
+                &["route", "status_class"],
+            ),
+            request_duration: histogram_vec(
+                &r,
+                "sessiongate_request_duration_seconds",
+                "Time from the request's arrival to its log line, by route.",
+                &["route"],
+            ),
+            lookups: counter_vec(
+                &r,
+                "sessiongate_session_lookups_total",
+                "Session lookups by result: cache_hit, store_hit, not_found, expired, invalid, error, stale.",
+                &["result"],
+            ),
+            sessions_created: counter(
+                &r,
+                "sessiongate_sessions_created_total",
+                "Sessions created by a login.",
+            ),
+            sessions_destroyed: counter_vec(
+                &r,
+                "sessiongate_sessions_destroyed_total",
+                "Sessions ended, by reason: logout, logout_all, rotated, admin.",
+                &["reason"],
+            ),
+            sessions_renewed: counter(
+                &r,
+                "sessiongate_sessions_renewed_total",
+                "Idle renewals written to the store.",
+            ),
+            sessions_rotated: counter(
+                &r,
+                "sessiongate_sessions_rotated_total",
+                "Logins that replaced the session the request carried with a new id.",
+            ),
+            sessions_active: gauge(
+                &r,
+                "sessiongate_sessions_active",
+                "Sessions in the store, sampled in the background.",
+            ),
+            store_duration: histogram_vec(
+                &r,
+                "sessiongate_store_command_duration_seconds",
+                "Duration of session store operations, by operation.",
+                &["operation"],
+            ),
+            store_errors: counter_vec(
+                &r,
+                "sessiongate_store_errors_total",
+                "Failed session store operations, by kind.",
+                &["kind"],
+            ),
+            circuit_state: gauge_vec(
+                &r,
+                "sessiongate_store_circuit_state",
+                "1 for the session store circuit breaker's current state, 0 for the others.",
+                &["state"],
+            ),
+            cache_entries: gauge(
+                &r,
+                "sessiongate_cache_entries",
+                "Sessions in the in-proxy cache.",
+            ),
+            cache_bytes: gauge(
+                &r,
+                "sessiongate_cache_bytes",
+                "Estimated bytes held by the in-proxy cache.",
+            ),
+            cache_evictions: counter(
+                &r,
+                "sessiongate_cache_evictions_total",
+                "Cached sessions evicted to stay within the cache's bounds.",
+            ),
+            cache_invalidations: counter(
+                &r,
+                "sessiongate_cache_invalidations_total",
+                "Cached sessions dropped because the store said they changed.",
+            ),
+            cache_coalesced: counter(
+                &r,
+                "sessiongate_cache_coalesced_total",
+                "Lookups that waited for another request's store read of the same session.",
+            ),
+            cache_negative_hits: counter(
+                &r,
+                "sessiongate_cache_negative_hits_total",
+                "Lookups of unknown ids answered from the negative cache.",
+            ),
+            backend_healthy: gauge_vec(
+                &r,
+                "sessiongate_backend_healthy",
+                "1 when the backend passes its health check, by upstream pool and backend.",
+                &["upstream", "backend"],
+            ),
+            config_reloads: counter_vec(
+                &r,
+                "sessiongate_config_reloads_total",
+                "Configuration reloads, by result: success, failure.",
+                &["result"],
+            ),
+            spoofed_headers: counter(
+                &r,
+                "sessiongate_spoofed_headers_stripped_total",
+                "Inbound headers removed from the protected namespace.",
+            ),
+            control_rejected: counter(
+                &r,
+                "sessiongate_control_headers_rejected_total",
+                "Upstream responses whose control headers were malformed and ignored.",
+            ),
+            registry: r,
+        };
+        for result in ["success", "failure"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        m
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "could not encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Brings the cache's gauges and counters up to `snapshot`.
+    pub fn observe_cache(&self, snapshot: &CacheSnapshot) {
+        self.cache_entries.set(snapshot.entries as i64);
+        self.cache_bytes.set(snapshot.bytes as i64);
+        advance(&self.cache_evictions, snapshot.evictions);
+        advance(&self.cache_invalidations, snapshot.invalidations);
+        advance(&self.cache_coalesced, snapshot.coalesced);
+        advance(&self.cache_negative_hits, snapshot.negative_hits);
+    }
+
+    /// Sets the breaker's state gauge (one state at 1, the others at 0).
+    pub fn observe_breaker(&self, state: BreakerState) {
+        for s in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            self.circuit_state
+                .with_label_values(&[s.as_str()])
+                .set(i64::from(s == state));
+        }
+    }
+}
+
+/// Raises a counter to `total` (counters kept elsewhere, copied at scrape time).
+fn advance(counter: &IntCounter, total: u64) {
+    let current = counter.get();
+    if total > current {
+        counter.inc_by(total - current);
+    }
+}
+
+/// The `status_class` label of an HTTP status: "2xx" and so on; "none" when nothing was sent.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(200), "2xx");
+        assert_eq!(status_class(302), "3xx");
+        assert_eq!(status_class(503), "5xx");
+        assert_eq!(status_class(0), "none");
+    }
+
+    #[test]
+    fn cache_counters_follow_the_snapshot() {
+        let m = metrics();
+        let before = m.cache_evictions.get();
+        let snapshot = CacheSnapshot {
+            evictions: before + 3,
+            entries: 7,
+            ..Default::default()
+        };
+        m.observe_cache(&snapshot);
+        assert_eq!(m.cache_evictions.get(), before + 3);
+        assert_eq!(m.cache_entries.get(), 7);
+        // A snapshot never moves a counter back.
+        m.observe_cache(&CacheSnapshot::default());
+        assert_eq!(m.cache_evictions.get(), before + 3);
+    }
+
+    #[test]
+    fn every_family_is_exported_with_its_prefix() {
+        metrics().observe_breaker(BreakerState::Open);
+        let text = metrics().encode();
+        assert!(text.contains("sessiongate_build_info{version="));
+        assert!(text.contains("sessiongate_store_circuit_state{state=\"open\"} 1"));
+        assert!(text.contains("sessiongate_store_circuit_state{state=\"closed\"} 0"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("sessiongate_"), "{line}");
+        }
+    }
+}
