@@ -243,8 +243,38 @@ impl Metrics {
             ),
             registry: r,
         };
+        // Known label values start at zero, so rates and alerts see the first event.
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
+        }
+        for kind in [
+            "timeout",
+            "unavailable",
+            "circuit_open",
+            "command",
+            "corrupt",
+            "full",
+        ] {
+            m.store_errors.with_label_values(&[kind]);
+        }
+        for result in [
+            lookup::CACHE_HIT,
+            lookup::STORE_HIT,
+            lookup::NOT_FOUND,
+            lookup::EXPIRED,
+            lookup::INVALID,
+            lookup::ERROR,
+            lookup::STALE,
+        ] {
+            m.lookups.with_label_values(&[result]);
+        }
+        for reason in [
+            destroyed::LOGOUT,
+            destroyed::LOGOUT_ALL,
+            destroyed::ROTATED,
+            destroyed::ADMIN,
+        ] {
+            m.sessions_destroyed.with_label_values(&[reason]);
         }
         m
     }

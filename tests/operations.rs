@@ -146,6 +146,22 @@ async fn metrics_count_real_traffic_and_pass_promtool() {
         fx.upstream.addr
     )));
     assert!(text.contains("sessiongate_config_reloads_total{result=\"failure\"} 0"));
+    // deploy/metrics.txt (which the dashboard and the alerts are checked against) lists
+    // exactly the families exported.
+    let listed: std::collections::BTreeSet<String> = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/metrics.txt"),
+    )
+    .unwrap()
+    .lines()
+    .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    .map(|l| l.split_whitespace().next().unwrap().to_string())
+    .collect();
+    let exported: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(exported, listed, "deploy/metrics.txt and /metrics disagree");
     // No label value is a session id, a cookie or a user.
     assert!(!text.contains(&cookie) && !text.contains("alice"));
 
