@@ -556,3 +556,24 @@ async fn a_binary_upgrade_hands_over_the_sockets_without_dropping_requests() {
     let reply = http.get(new.url("/public/y")).send().await.unwrap();
     assert_eq!(reply.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_flight_finish() {
+    let mut fx = Fixture::start(Store::Memory, |mut c| {
+        c.server_extra = "shutdown_grace = \"2s\"".into();
+        c
+    })
+    .await;
+    let slow = fx.request("/public/slow", None, &[("x-echo-delay-ms", "800")]);
+    let terminate = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        fx.proxy.signal("-TERM");
+    };
+    let (reply, ()) = tokio::join!(slow, terminate);
+    assert_eq!(reply.status, 200, "the request in flight was cut off");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fx.proxy.exited() {
+        assert!(Instant::now() < deadline, "no exit after the grace period");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
