@@ -43,6 +43,8 @@ pub mod destroyed {
 
 pub struct Metrics {
     registry: Registry,
+    /// `lookups` children by result, resolved once.
+    lookup_children: std::collections::HashMap<&'static str, IntCounter>,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub lookups: IntCounterVec,
@@ -126,7 +128,8 @@ impl Metrics {
             &["version"],
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let m = Metrics {
+        let mut m = Metrics {
+            lookup_children: std::collections::HashMap::new(),
             requests: counter_vec(
                 &r,
                 "sessiongate_requests_total",
@@ -266,7 +269,8 @@ impl Metrics {
             lookup::ERROR,
             lookup::STALE,
         ] {
-            m.lookups.with_label_values(&[result]);
+            let child = m.lookups.with_label_values(&[result]);
+            m.lookup_children.insert(result, child);
         }
         for reason in [
             destroyed::LOGOUT,
@@ -277,6 +281,14 @@ impl Metrics {
             m.sessions_destroyed.with_label_values(&[reason]);
         }
         m
+    }
+
+    /// Counts one session lookup with `result` (one of `lookup::*`).
+    pub fn lookup(&self, result: &'static str) {
+        match self.lookup_children.get(result) {
+            Some(child) => child.inc(),
+            None => self.lookups.with_label_values(&[result]).inc(),
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -313,6 +325,39 @@ impl Metrics {
     }
 }
 
+/// One route's request metrics, resolved once per configuration so a request updates them
+/// without a label lookup.
+pub struct RouteMetrics {
+    /// Indexed by `status_index`.
+    requests: [IntCounter; 6],
+    duration: prometheus::Histogram,
+}
+
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+fn status_index(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100) - 1,
+        _ => 5,
+    }
+}
+
+impl RouteMetrics {
+    pub fn new(route: &str) -> Self {
+        let m = metrics();
+        RouteMetrics {
+            requests: STATUS_CLASSES.map(|class| m.requests.with_label_values(&[route, class])),
+            duration: m.request_duration.with_label_values(&[route]),
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn observe(&self, status: u16, seconds: f64) {
+        self.requests[status_index(status)].inc();
+        self.duration.observe(seconds);
+    }
+}
+
 /// Raises a counter to `total` (counters kept elsewhere, copied at scrape time).
 fn advance(counter: &IntCounter, total: u64) {
     let current = counter.get();
@@ -323,14 +368,7 @@ fn advance(counter: &IntCounter, total: u64) {
 
 /// The `status_class` label of an HTTP status: "2xx" and so on; "none" when nothing was sent.
 pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
-    }
+    STATUS_CLASSES[status_index(status)]
 }
 
 #[cfg(test)]

@@ -20,15 +20,20 @@ pub fn run(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
     let source = ctx.session.as_ref().map(|s| s.source);
     let lookup = ctx.lookup.metric(source);
 
-    let m = metrics();
-    m.requests
-        .with_label_values(&[route, status_class(status)])
-        .inc();
-    m.request_duration
-        .with_label_values(&[route])
-        .observe(elapsed);
+    if let Some(state) = &ctx.state {
+        let index = ctx.route.unwrap_or(state.route_labels.len());
+        state.route_metrics[index].observe(status, elapsed);
+    } else {
+        let m = metrics();
+        m.requests
+            .with_label_values(&[route, status_class(status)])
+            .inc();
+        m.request_duration
+            .with_label_values(&[route])
+            .observe(elapsed);
+    }
     if let Some(result) = lookup {
-        m.lookups.with_label_values(&[result]).inc();
+        metrics().lookup(result);
     }
 
     let session_tag = ctx.session.as_ref().map(|s| s.key.log_tag().to_string());

@@ -19,6 +19,8 @@ pub struct GatewayState {
     pub routes: RouteTable,
     /// Each route's metrics label: its host (when not `*`) and path prefix.
     pub route_labels: Vec<String>,
+    /// Each route's request metrics, then those of requests that matched no route.
+    pub route_metrics: Vec<crate::metrics::RouteMetrics>,
     pub pools: Arc<Pools>,
     pub namespace: ProtectedNamespace,
     pub signer: Signer,
@@ -33,16 +35,24 @@ impl GatewayState {
         let protected: Vec<&HeaderName> = std::iter::once(&identity.assertion_header)
             .chain(identity.headers.iter().map(|(name, _)| name))
             .collect();
+        let route_labels: Vec<String> = config
+            .routes
+            .iter()
+            .map(|r| match &r.host {
+                crate::config::model::HostPattern::Any => r.path_prefix.clone(),
+                host => format!("{host}{}", r.path_prefix),
+            })
+            .collect();
+        let route_metrics = route_labels
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once("none"))
+            .map(crate::metrics::RouteMetrics::new)
+            .collect();
         GatewayState {
             routes: RouteTable::new(config.routes.clone()),
-            route_labels: config
-                .routes
-                .iter()
-                .map(|r| match &r.host {
-                    crate::config::model::HostPattern::Any => r.path_prefix.clone(),
-                    host => format!("{host}{}", r.path_prefix),
-                })
-                .collect(),
+            route_labels,
+            route_metrics,
             pools,
             namespace: ProtectedNamespace::new(protected),
             signer: Signer::new(
