@@ -49,19 +49,25 @@ async fn wait_ready(proxy: &Proxy, want: StatusCode, body: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_stale_honours_cached_sessions_while_redis_is_dead() {
+/// A proxy with a serve_stale route under /stale, alice's session read (so cached) while Redis
+/// was up, then Redis killed and the cache known to be off.
+async fn cached_then_dead() -> (Fixture, String) {
     let mut fx = Fixture::start(MSGPACK, |c| {
         c.route("path_prefix = \"/stale\"\nauth = \"required\"\non_store_error = \"serve_stale\"")
     })
     .await;
-    let cached = fx.login("alice").await;
-    // Read (and so cached) while Redis is up.
-    fx.wait_for_status("/stale", Some(&cached), StatusCode::OK)
+    let cookie = fx.login("alice").await;
+    fx.wait_for_status("/stale", Some(&cookie), StatusCode::OK)
         .await;
     fx.redis_mut().kill();
-    fx.wait_for_status("/", Some(&cached), StatusCode::SERVICE_UNAVAILABLE)
+    fx.wait_for_status("/", Some(&cookie), StatusCode::SERVICE_UNAVAILABLE)
         .await;
+    (fx, cookie)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stale_honours_cached_sessions_while_redis_is_dead() {
+    let (fx, cached) = cached_then_dead().await;
 
     // serve_stale: alice's cached session is honoured, with her identity.
     let reply = fx.request("/stale", Some(&cached), &[]).await;
@@ -231,16 +237,7 @@ async fn redis_credentials_come_from_a_file_and_a_wrong_one_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_on_a_serve_stale_route_fail_without_touching_the_cookie() {
-    let mut fx = Fixture::start(MSGPACK, |c| {
-        c.route("path_prefix = \"/stale\"\nauth = \"required\"\non_store_error = \"serve_stale\"")
-    })
-    .await;
-    let cookie = fx.login("alice").await;
-    fx.wait_for_status("/stale", Some(&cookie), StatusCode::OK)
-        .await;
-    fx.redis_mut().kill();
-    fx.wait_for_status("/", Some(&cookie), StatusCode::SERVICE_UNAVAILABLE)
-        .await;
+    let (fx, cookie) = cached_then_dead().await;
 
     // The read is honoured from the cache, but the app's writes cannot be stored: each answers
     // 503 and leaves the cookie alone, whatever the app asked for.

@@ -98,6 +98,34 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// Runs one command under the store's deadline.
+    async fn query<T: redis::FromRedisValue + Send>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        self.run(|mut c| async move { cmd.query_async(&mut c).await })
+            .await
+    }
+
+    /// The members of a user's set, sorted.
+    async fn members(&self, ukey: &str) -> Result<Vec<String>, StoreError> {
+        let mut members: Vec<String> = self.query(&redis::Cmd::smembers(ukey)).await?;
+        members.sort();
+        Ok(members)
+    }
+
+    /// One `command` per member's session key.
+    fn per_session(
+        &self,
+        members: &[String],
+        command: fn(String) -> redis::Cmd,
+    ) -> Vec<redis::Cmd> {
+        members
+            .iter()
+            .map(|m| command(self.session_key(&StoreKey::from_stored(m.clone()))))
+            .collect()
+    }
+
     /// Runs single-key commands side by side on the multiplexed connection (one round trip);
     /// in a cluster each goes to the node that owns its key, as no pipeline may cross slots.
     async fn each<T: redis::FromRedisValue + Send>(
@@ -146,11 +174,7 @@ fn outcome(code: i64) -> CasOutcome {
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn load(&self, key: &StoreKey, _now: u64) -> Result<Option<SessionRecord>, StoreError> {
-        let cmd = redis::Cmd::get(self.session_key(key));
-        let cmd = &cmd;
-        let bytes: Option<Vec<u8>> = self
-            .run(|mut c| async move { cmd.query_async(&mut c).await })
-            .await?;
+        let bytes: Option<Vec<u8>> = self.query(&redis::Cmd::get(self.session_key(key))).await?;
         match bytes {
             Some(b) => Ok(Some(SessionRecord::decode(&b, self.format)?)),
             None => Ok(None),
@@ -188,10 +212,7 @@ impl SessionStore for RedisStore {
             .arg("PX")
             .arg(ttl_ms(record, now))
             .arg("NX");
-        let set = &set;
-        let written: Option<String> = self
-            .run(|mut c| async move { set.query_async(&mut c).await })
-            .await?;
+        let written: Option<String> = self.query(&set).await?;
         match written {
             Some(_) => Ok(()),
             None => Err(StoreError::Exists),
@@ -220,15 +241,9 @@ impl SessionStore for RedisStore {
 
     async fn destroy(&self, key: &StoreKey, sub: Option<&str>) -> Result<bool, StoreError> {
         // The session first, then its set member: a failure in between leaves a stale member.
-        let del = redis::Cmd::del(self.session_key(key));
-        let del = &del;
-        let deleted: i64 = self
-            .run(|mut c| async move { del.query_async(&mut c).await })
-            .await?;
+        let deleted: i64 = self.query(&redis::Cmd::del(self.session_key(key))).await?;
         if let Some(sub) = sub {
-            let srem = redis::Cmd::srem(self.user_key(sub), key.as_str());
-            let srem = &srem;
-            self.run(|mut c| async move { srem.query_async::<i64>(&mut c).await })
+            self.query::<i64>(&redis::Cmd::srem(self.user_key(sub), key.as_str()))
                 .await?;
         }
         Ok(deleted > 0)
@@ -238,23 +253,14 @@ impl SessionStore for RedisStore {
         // Members, then their sessions, then exactly those members: a session created while
         // this runs keeps its membership (it was created after the logout-all).
         let ukey = self.user_key(sub);
-        let members = redis::Cmd::smembers(&ukey);
-        let members = &members;
-        let mut members: Vec<String> = self
-            .run(|mut c| async move { members.query_async(&mut c).await })
-            .await?;
+        let members = self.members(&ukey).await?;
         if members.is_empty() {
             return Ok(Vec::new());
         }
-        members.sort();
-        let dels: Vec<redis::Cmd> = members
-            .iter()
-            .map(|m| redis::Cmd::del(self.session_key(&StoreKey::from_stored(m.clone()))))
-            .collect();
-        let deleted: Vec<i64> = self.each(&dels).await?;
-        let srem = redis::Cmd::srem(&ukey, &members);
-        let srem = &srem;
-        self.run(|mut c| async move { srem.query_async::<i64>(&mut c).await })
+        let deleted: Vec<i64> = self
+            .each(&self.per_session(&members, redis::Cmd::del))
+            .await?;
+        self.query::<i64>(&redis::Cmd::srem(&ukey, &members))
             .await?;
         Ok(members
             .into_iter()
@@ -301,30 +307,20 @@ impl SessionStore for RedisStore {
 
     async fn user_sessions(&self, sub: &str, _now: u64) -> Result<Vec<StoreKey>, StoreError> {
         let ukey = self.user_key(sub);
-        let members = redis::Cmd::smembers(&ukey);
-        let members = &members;
-        let mut members: Vec<String> = self
-            .run(|mut c| async move { members.query_async(&mut c).await })
-            .await?;
+        let members = self.members(&ukey).await?;
         if members.is_empty() {
             return Ok(Vec::new());
         }
-        members.sort();
-        let exists: Vec<redis::Cmd> = members
-            .iter()
-            .map(|m| redis::Cmd::exists(self.session_key(&StoreKey::from_stored(m.clone()))))
-            .collect();
-        let found: Vec<bool> = self.each(&exists).await?;
+        let found: Vec<bool> = self
+            .each(&self.per_session(&members, redis::Cmd::exists))
+            .await?;
         let (live, stale): (Vec<_>, Vec<_>) = members
             .into_iter()
             .zip(found)
             .partition(|(_, found)| *found);
         if !stale.is_empty() {
             let stale: Vec<String> = stale.into_iter().map(|(m, _)| m).collect();
-            let srem = redis::Cmd::srem(&ukey, stale);
-            let srem = &srem;
-            self.run(|mut c| async move { srem.query_async::<i64>(&mut c).await })
-                .await?;
+            self.query::<i64>(&redis::Cmd::srem(&ukey, stale)).await?;
         }
         Ok(live
             .into_iter()
@@ -367,10 +363,6 @@ impl SessionStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let ping = redis::cmd("PING");
-        let ping = &ping;
-        self.run(|mut c| async move { ping.query_async::<String>(&mut c).await })
-            .await
-            .map(|_| ())
+        self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
     }
 }
