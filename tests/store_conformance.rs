@@ -70,6 +70,16 @@ fn tls_settings(tls: &TlsFiles) -> RedisTls {
 }
 
 fn store_on(topology: RedisTopology, tls: RedisTls, format: RecordFormat) -> Arc<dyn SessionStore> {
+    store_as(topology, tls, format, None)
+}
+
+/// A store on `topology` that authenticates with `password` (as `password_file` would give).
+fn store_as(
+    topology: RedisTopology,
+    tls: RedisTls,
+    format: RecordFormat,
+    password: Option<&str>,
+) -> Arc<dyn SessionStore> {
     Arc::new(
         RedisStore::new(
             RedisStoreSettings {
@@ -85,7 +95,7 @@ fn store_on(topology: RedisTopology, tls: RedisTls, format: RecordFormat) -> Arc
                     open_for: Duration::from_secs(1),
                 },
                 username: None,
-                password: None,
+                password: password.map(|p| SecretBytes(p.as_bytes().to_vec())),
             },
             format,
         )
@@ -411,6 +421,44 @@ async fn redis_store_conforms_on_a_cluster_with_sessions_on_every_node() {
     for key in &keys {
         assert_eq!(store.load(key, now).await.unwrap(), None);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_and_cluster_nodes_take_the_configured_password() {
+    const PASSWORD: &str = "s3cret-for-every-node";
+    let group = SentinelGroup::start_with(None, Some(PASSWORD));
+    let topology = sentinel_topology(&group, "redis");
+    let store = store_as(
+        topology.clone(),
+        RedisTls::default(),
+        RecordFormat::MessagePack,
+        Some(PASSWORD),
+    );
+    conformance(store, RecordFormat::MessagePack).await;
+    let wrong = store_as(
+        topology,
+        RedisTls::default(),
+        RecordFormat::MessagePack,
+        Some("wrong"),
+    );
+    assert!(wrong.ping().await.is_err(), "a wrong password was accepted");
+
+    let cluster = RedisCluster::start_with(None, Some(PASSWORD));
+    let topology = cluster_topology(&cluster, "redis");
+    let store = store_as(
+        topology.clone(),
+        RedisTls::default(),
+        RecordFormat::MessagePack,
+        Some(PASSWORD),
+    );
+    conformance(store, RecordFormat::MessagePack).await;
+    let wrong = store_as(
+        topology,
+        RedisTls::default(),
+        RecordFormat::MessagePack,
+        None,
+    );
+    assert!(wrong.ping().await.is_err(), "no password was accepted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,6 +119,26 @@ fn server(port: u16, tls: Option<&TlsFiles>, extra: &[String]) -> RedisServer {
     RedisServer::start_with(port, &args)
 }
 
+/// `redis-server` arguments requiring `password` of clients and of its own master.
+fn auth_args(password: Option<&str>) -> Vec<String> {
+    password
+        .map(|p| {
+            vec![
+                "--requirepass".into(),
+                p.into(),
+                "--masterauth".into(),
+                p.into(),
+            ]
+        })
+        .unwrap_or_default()
+}
+
+/// The URL of a node on `port`, with `password` when there is one.
+fn node_url(tls: Option<&TlsFiles>, password: Option<&str>, port: u16) -> String {
+    let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
+    format!("{}://{auth}127.0.0.1:{port}", scheme(tls))
+}
+
 fn connect(url: &str, tls: Option<&TlsFiles>) -> redis::Connection {
     let client = match tls {
         Some(t) => t.client(url),
@@ -148,6 +168,7 @@ pub struct SentinelGroup {
     pub sentinel_ports: Vec<u16>,
     sentinels: Vec<Child>,
     tls: Option<TlsFiles>,
+    password: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -155,17 +176,20 @@ pub const MASTER_NAME: &str = "sessiongate";
 
 impl SentinelGroup {
     pub fn start(tls: Option<&TlsFiles>) -> Self {
+        Self::start_with(tls, None)
+    }
+
+    /// With `password` required by the master and the replica (the sentinels need none).
+    pub fn start_with(tls: Option<&TlsFiles>, password: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let master = server(free_port(), tls, &[]);
-        let replica = server(
-            free_port(),
-            tls,
-            &[
-                "--replicaof".into(),
-                "127.0.0.1".into(),
-                master.port.to_string(),
-            ],
-        );
+        let master = server(free_port(), tls, &auth_args(password));
+        let mut replica_args = auth_args(password);
+        replica_args.extend([
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master.port.to_string(),
+        ]);
+        let replica = server(free_port(), tls, &replica_args);
         let mut sentinels = Vec::new();
         let mut sentinel_ports = Vec::new();
         for i in 0..3 {
@@ -193,6 +217,9 @@ impl SentinelGroup {
                 dir = dir.path().display(),
                 master = master.port,
             ));
+            if let Some(p) = password {
+                conf.push_str(&format!("sentinel auth-pass {MASTER_NAME} {p}\n"));
+            }
             let path = dir.path().join(format!("sentinel-{i}.conf"));
             std::fs::write(&path, conf).expect("writes sentinel.conf");
             let mut child = Command::new("redis-server")
@@ -211,6 +238,7 @@ impl SentinelGroup {
             sentinel_ports,
             sentinels,
             tls: tls.cloned(),
+            password: password.map(String::from),
             _dir: dir,
         };
         // Ready when every sentinel knows the replica and the two other sentinels.
@@ -274,7 +302,7 @@ impl SentinelGroup {
 
     /// A connection to the current master.
     pub fn master(&self) -> redis::Connection {
-        let url = format!("{}://127.0.0.1:{}", scheme(self.tls()), self.master_port());
+        let url = node_url(self.tls(), self.password.as_deref(), self.master_port());
         connect(&url, self.tls())
     }
 
@@ -336,30 +364,34 @@ impl Drop for SentinelGroup {
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
     tls: Option<TlsFiles>,
+    password: Option<String>,
     _dir: tempfile::TempDir,
 }
 
 impl RedisCluster {
     pub fn start(tls: Option<&TlsFiles>) -> Self {
+        Self::start_with(tls, None)
+    }
+
+    /// With `password` required by every node.
+    pub fn start_with(tls: Option<&TlsFiles>, password: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut nodes = Vec::new();
         for _ in 0..3 {
             let port = free_port();
             let bus = free_port();
-            nodes.push(server(
-                port,
-                tls,
-                &[
-                    "--cluster-enabled".into(),
-                    "yes".into(),
-                    "--cluster-port".into(),
-                    bus.to_string(),
-                    "--cluster-config-file".into(),
-                    format!("nodes-{port}.conf"),
-                    "--cluster-node-timeout".into(),
-                    "2000".into(),
-                ],
-            ));
+            let mut args = auth_args(password);
+            args.extend([
+                "--cluster-enabled".into(),
+                "yes".into(),
+                "--cluster-port".into(),
+                bus.to_string(),
+                "--cluster-config-file".into(),
+                format!("nodes-{port}.conf"),
+                "--cluster-node-timeout".into(),
+                "2000".into(),
+            ]);
+            nodes.push(server(port, tls, &args));
         }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
@@ -367,6 +399,9 @@ impl RedisCluster {
             create.arg(format!("127.0.0.1:{}", n.port));
         }
         create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        if let Some(p) = password {
+            create.arg("-a").arg(p).arg("--no-auth-warning");
+        }
         if let Some(t) = tls {
             create
                 .arg("--tls")
@@ -387,6 +422,7 @@ impl RedisCluster {
         let cluster = RedisCluster {
             nodes,
             tls: tls.cloned(),
+            password: password.map(String::from),
             _dir: dir,
         };
         wait_until(Duration::from_secs(30), "cluster_state:ok", || {
@@ -404,7 +440,7 @@ impl RedisCluster {
     /// A plain connection to one node (no redirects followed).
     pub fn node(&self, port: u16) -> redis::Connection {
         let tls = self.tls.as_ref();
-        connect(&format!("{}://127.0.0.1:{port}", scheme(tls)), tls)
+        connect(&node_url(tls, self.password.as_deref(), port), tls)
     }
 
     /// The `[store]` keys for this cluster.
