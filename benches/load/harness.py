@@ -1,0 +1,779 @@
+#!/usr/bin/env python3
+"""The end-to-end load harness of sessiongate. Run it through benches/load/run.sh, which installs
+what is missing first.
+
+It builds sessiongate and the two helper binaries (release), starts an nginx upstream that
+answers `return 200`, a redis-server without persistence, and the systems under test, all on
+loopback ports chosen at start:
+
+  a  direct to the upstream
+  b  nginx as a plain reverse proxy (upstream keep-alive)
+  c  plain Pingora passthrough (benches/load/passthrough.rs, same Pingora and thread count)
+  d  sessiongate, Redis store, every session cached (the cache is warmed first)
+  e  sessiongate with [cache] enabled = false: every request reads Redis
+  f  sessiongate on a public route, no session cookie
+
+Sessions are preloaded into Redis by benches/load/preload.rs with the library's own id and
+record code. wrk (benches/load/sessions.lua) spreads requests over 1, 10k and (full mode) 1M
+session cookies, uniformly or Zipf. Measurements are interleaved: every round runs each system
+and scenario once, so drift on a shared machine hits all of them alike.
+
+Reported per system and scenario: requests/s, p50 and p99 latency, CPU microseconds per request
+of the proxy's processes (utime + stime from /proc/PID/stat), their RSS, and the Redis commands
+per request; then the ratios the benchmarking issue sets targets for, and the renewal writes.
+Only the Python standard library is used.
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = ROOT / "benches" / "load"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Proxy worker threads (sessiongate, Pingora) and nginx worker processes.
+THREADS = 2
+
+MODES = {
+    # Session sets: (name, sessions, renewal due at preload). Every set is measured uniform and
+    # Zipf except the single session.
+    "full": {
+        "sets": [("1", 1, True), ("10k", 10_000, True), ("1M", 1_000_000, False)],
+        "duration": 7,
+        "rounds": 3,
+        "budget": 600,
+    },
+    "smoke": {
+        "sets": [("1", 1, True), ("10k", 10_000, True)],
+        "duration": 2,
+        "rounds": 1,
+        "budget": 120,
+    },
+}
+
+SYSTEMS = {
+    "a": "direct to upstream",
+    "b": "nginx proxy",
+    "c": "Pingora passthrough",
+    "d": "sessiongate, cached",
+    "e": "sessiongate, no cache",
+    "f": "sessiongate, public route",
+}
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes, ports, /proc
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, what, deadline=30.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {deadline:.0f} s")
+
+
+def process_tree(pid):
+    """The process and its children (nginx: the master and its workers)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            pids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command name (which may hold spaces): utime is 14th, stime 15th.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def machine_jiffies():
+    """(busy, steal, all) jiffies of the whole machine since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    busy = user + nice + system + irq + softirq
+    return busy, steal, busy + steal + idle + iowait
+
+
+def children_cpu_ticks():
+    """CPU of this script's finished children (wrk), in jiffies."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r.ru_utime + r.ru_stime) * CLK_TCK
+
+
+def rss_kb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        m = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+        total += int(m.group(1)) if m else 0
+    return total
+
+
+class Processes:
+    """The child processes of this run, stopped in reverse order at the end."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.children = []
+
+    def start(self, name, argv, stop_signal=signal.SIGTERM, env=None, log_name=None):
+        log_path = self.workdir / (log_name or f"{name}.log")
+        out = open(log_path, "ab")
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        out.close()
+        self.children.append((name, proc, stop_signal))
+        return proc
+
+    def cpu_ticks(self):
+        """CPU of every process this run keeps running (with nginx's workers)."""
+        return sum(cpu_ticks(process_tree(p.pid)) for _, p, _ in self.children)
+
+    def stop_all(self):
+        for name, proc, sig in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(sig)
+        for name, proc, _ in reversed(self.children):
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.children.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis, spoken directly (RESP2)
+
+
+class Redis:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("redis closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind in (b"+", b":"):
+            return rest.decode() if kind == b"+" else int(rest)
+        if kind == b"-":
+            raise RuntimeError(f"redis: {rest.decode()}")
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) < n + 2:
+                self.buf += self.sock.recv(65536)
+            data, self.buf = self.buf[:n], self.buf[n + 2 :]
+            return data.decode(errors="replace")
+        if kind == b"*":
+            return [self._reply() for _ in range(int(rest))]
+        raise RuntimeError(f"redis: unexpected reply {line!r}")
+
+    def command(self, *args):
+        parts = [f"*{len(args)}\r\n".encode()]
+        for a in args:
+            b = str(a).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        self.sock.sendall(b"".join(parts))
+        return self._reply()
+
+    def calls(self):
+        """Calls per command since start (INFO commandstats), e.g. {"get": 12, "evalsha": 3},
+        and the failed ones as e.g. "evalsha_failed" (a NOSCRIPT answer counts as a call)."""
+        stats = {}
+        text = self.command("INFO", "commandstats")
+        for m in re.finditer(r"^cmdstat_([a-z|]+):calls=(\d+).*?(?:failed_calls=(\d+))?\s*$", text, re.M):
+            stats[m.group(1)] = int(m.group(2))
+            if m.group(3) and int(m.group(3)):
+                stats[m.group(1) + "_failed"] = int(m.group(3))
+        return stats
+
+
+def session_reads(calls):
+    """GETs of session keys by sessiongate itself: every executed renewal script (EVALSHA) also
+    runs one GET inside Redis, which commandstats counts as a GET."""
+    scripts = calls.get("evalsha", 0) - calls.get("evalsha_failed", 0)
+    return calls.get("get", 0) - scripts
+
+
+def delta(after, before):
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration files
+
+
+def nginx_conf(workdir, name, body, workers):
+    temp = workdir / f"{name}-temp"
+    temp.mkdir(exist_ok=True)
+    temp_paths = "\n".join(
+        f"  {kind}_temp_path {temp}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf = f"""# Generated by benches/load/harness.py for one run; no system configuration is read.
+worker_processes {workers};
+daemon off;
+pid {workdir}/{name}.pid;
+error_log {workdir}/{name}-error.log warn;
+events {{
+  worker_connections 4096;
+}}
+http {{
+  default_type text/plain;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+{temp_paths}
+{body}
+}}
+"""
+    path = workdir / f"{name}.conf"
+    path.write_text(conf)
+    return path
+
+
+def upstream_conf(workdir, port):
+    return nginx_conf(
+        workdir,
+        "upstream",
+        f"""  access_log off;
+  # Requests from sessiongate carry the assertion (about 1.3 KB of headers in all): one buffer.
+  client_header_buffer_size 4k;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      return 200 "ok\\n";
+    }}
+  }}""",
+        THREADS,
+    )
+
+
+def nginx_proxy_conf(workdir, port, upstream_port):
+    return nginx_conf(
+        workdir,
+        "nginx-proxy",
+        f"""  # An access log, as sessiongate writes one line per request too.
+  access_log {workdir}/nginx-proxy-access.log;
+  upstream app {{
+    server 127.0.0.1:{upstream_port};
+    keepalive 64;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+  }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}""",
+        THREADS,
+    )
+
+
+def sessiongate_conf(workdir, name, port, admin_port, redis_port, upstream_port, cache, max_entries):
+    if cache:
+        cache_section = f"""[cache]
+enabled = true
+# Room for every preloaded session.
+max_entries = {max_entries}
+max_bytes = {max(max_entries * 2048, 64 << 20)}
+# The longest allowed: a warmed cache stays warm for the whole run. The default (5s) would make
+# most requests over 1M sessions misses, since each session comes back only every minute or so.
+max_staleness = "1h"
+"""
+    else:
+        cache_section = """[cache]
+enabled = false
+"""
+    conf = f"""# Generated by benches/load/harness.py for one run ({name}).
+[server]
+listen = ["127.0.0.1:{port}"]
+threads = {THREADS}
+admin_listen = "127.0.0.1:{admin_port}"
+shutdown_grace = "1s"
+
+[session]
+# Defaults: __Host-sid, Secure, idle 30m, absolute 12h, renew below 15m, MessagePack.
+
+[store]
+kind = "redis"
+url = "redis://127.0.0.1:{redis_port}/0"
+key_prefix = "sg:"
+
+{cache_section}
+[identity]
+signing_key_file = "{ROOT}/conf/keys/demo-k1.key"
+
+[identity.headers]
+"X-Auth-User" = "sub"
+"X-Auth-Email" = "email"
+"X-Auth-Roles" = "roles"
+
+[[upstream]]
+name = "app"
+backends = ["127.0.0.1:{upstream_port}"]
+
+[[route]]
+path_prefix = "/"
+upstream = "app"
+auth = "required"
+
+[[route]]
+path_prefix = "/pub"
+upstream = "app"
+auth = "public"
+"""
+    path = workdir / f"{name}.toml"
+    path.write_text(conf)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Build
+
+
+def build():
+    log("building sessiongate and the harness binaries (cargo build --release --locked)")
+    cmd = [
+        "cargo", "build", "--release", "--locked",
+        "--bin", "sessiongate",
+        "--bench", "load_passthrough",
+        "--bench", "load_preload",
+        "--message-format=json-render-diagnostics",
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
+    exes = {}
+    for line in out.stdout.splitlines():
+        try:
+            m = json.loads(line)
+        except ValueError:
+            continue
+        if m.get("reason") == "compiler-artifact" and m.get("executable"):
+            exes[m["target"]["name"]] = m["executable"]
+    missing = {"sessiongate", "load_passthrough", "load_preload"} - exes.keys()
+    if missing:
+        raise RuntimeError(f"cargo did not report executables for {sorted(missing)}")
+    return exes
+
+
+# ---------------------------------------------------------------------------------------------
+# Load
+
+
+class Load:
+    def __init__(self, args, workdir):
+        self.threads = args.wrk_threads
+        self.connections = args.connections
+        self.lua = HERE / "sessions.lua"
+        self.workdir = workdir
+
+    def env(self, cookies, pick, path):
+        env = dict(os.environ)
+        env.update(
+            SG_COOKIES=str(cookies) if cookies else "",
+            SG_PICK=pick,
+            SG_PATH=path,
+            SG_THREADS=str(self.threads),
+        )
+        return env
+
+    def argv(self, port, seconds):
+        return [
+            "wrk", "-t", str(self.threads), "-c", str(self.connections), "-d", f"{seconds}s",
+            "--timeout", "5s", "-s", str(self.lua), f"http://127.0.0.1:{port}/",
+        ]
+
+    @staticmethod
+    def parse(output):
+        m = re.search(r"^SG_RESULT (.*)$", output, re.M)
+        if not m:
+            raise RuntimeError(f"wrk printed no result:\n{output}")
+        return {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+
+    def run(self, port, seconds, cookies, pick, path):
+        out = subprocess.run(
+            self.argv(port, seconds),
+            env=self.env(cookies, pick, path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=True,
+        )
+        return self.parse(out.stdout)
+
+    def walk_until(self, port, cookies, done, limit):
+        """Walks the cookies in order until `done()` says the cache is warm; returns the result."""
+        proc = subprocess.Popen(
+            self.argv(port, limit),
+            env=self.env(cookies, "walk", "/"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        end = time.monotonic() + limit
+        while proc.poll() is None and time.monotonic() < end and not done():
+            time.sleep(0.1)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # wrk prints its summary and the script's done()
+        output, _ = proc.communicate(timeout=30)
+        return self.parse(output)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds per system (CI)")
+    parser.add_argument("--rounds", type=int, help="rounds over all systems (full: 3, smoke: 1)")
+    parser.add_argument("--duration", type=int, help="seconds per measurement (full: 7, smoke: 2)")
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--json", type=Path, help="also write every measurement to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    mode = dict(MODES["smoke" if args.smoke else "full"])
+    mode["rounds"] = args.rounds or mode["rounds"]
+    mode["duration"] = args.duration or mode["duration"]
+
+    exes = build()
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="sessiongate-load-"))
+    procs = Processes(workdir)
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        ok = run(args, mode, exes, workdir, procs, started)
+    finally:
+        procs.stop_all()
+        if args.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    log(f"done in {time.monotonic() - started:.0f} s (after the build)")
+    return 0 if ok else 1
+
+
+def run(args, mode, exes, workdir, procs, started):
+    log(f"{'smoke' if args.smoke else 'full'} mode: {mode['rounds']} round(s) of {mode['duration']} s "
+        f"per measurement; wrk -t{args.wrk_threads} -c{args.connections}; work directory {workdir}")
+    ports = {k: free_port() for k in ("upstream", "redis", "b", "c", "d", "e", "f", "d-admin", "e-admin", "f-admin")}
+
+    # The upstream and the store.
+    upstream = procs.start("upstream", ["nginx", "-e", str(workdir / "upstream-error.log"),
+                                        "-c", str(upstream_conf(workdir, ports["upstream"]))], signal.SIGQUIT)
+    procs.start("redis", ["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--dir", str(workdir)])
+    wait_port(ports["upstream"], "the nginx upstream")
+    wait_port(ports["redis"], "redis-server")
+    redis = Redis(ports["redis"])
+
+    # Sessions, written as sessiongate writes them.
+    cookie_files = {}
+    due_sessions = 0
+    for name, count, due in mode["sets"]:
+        path = workdir / f"cookies-{name}.txt"
+        argv = [exes["load_preload"], "--redis", f"redis://127.0.0.1:{ports['redis']}/0",
+                "--prefix", "sg:", "--sessions", str(count), "--cookies", str(path)]
+        if due:
+            argv.append("--renewal-due")
+            due_sessions += count
+        subprocess.run(argv, check=True)
+        cookie_files[name] = path
+    total_sessions = sum(count for _, count, _ in mode["sets"])
+    log(f"redis holds {redis.command('DBSIZE')} keys ({total_sessions} sessions and their user sets)")
+
+    # The systems under test.
+    procs.start("nginx-proxy", ["nginx", "-e", str(workdir / "nginx-proxy-error.log"), "-c",
+                                str(nginx_proxy_conf(workdir, ports["b"], ports["upstream"]))], signal.SIGQUIT)
+    procs.start("passthrough", [exes["load_passthrough"], "--listen", f"127.0.0.1:{ports['c']}",
+                                "--upstream", f"127.0.0.1:{ports['upstream']}", "--threads", str(THREADS)],
+                signal.SIGINT)
+    max_entries = total_sessions + 10_000
+    for name, cache in (("d", True), ("e", False), ("f", True)):
+        conf = sessiongate_conf(workdir, f"sessiongate-{name}", ports[name], ports[f"{name}-admin"],
+                                ports["redis"], ports["upstream"], cache, max_entries)
+        subprocess.run([exes["sessiongate"], "--check", str(conf)], check=True, stdout=subprocess.DEVNULL)
+        procs.start(f"sessiongate-{name}", [exes["sessiongate"], "--config", str(conf)], signal.SIGINT)
+    for k in ("b", "c", "d", "e", "f"):
+        wait_port(ports[k], SYSTEMS[k])
+    # A cache serves nothing until its invalidation connection is up (two instances have one).
+    end = time.monotonic() + 30
+    while redis.command("CLIENT", "LIST").count("name=sessiongate-invalidation") < 2:
+        if time.monotonic() > end:
+            raise RuntimeError("the sessiongate caches did not connect their invalidation stream")
+        time.sleep(0.1)
+    time.sleep(0.5)
+
+    by_name = {n: p.pid for n, p, _ in procs.children}
+    pids = {
+        "upstream": by_name["upstream"],
+        "b": by_name["nginx-proxy"],
+        "c": by_name["passthrough"],
+        "d": by_name["sessiongate-d"],
+        "e": by_name["sessiongate-e"],
+        "f": by_name["sessiongate-f"],
+    }
+    logs = [workdir / "nginx-proxy-access.log"] + [workdir / f"sessiongate-{k}.log" for k in "def"]
+    load = Load(args, workdir)
+
+    # Warm d's cache: walk every session until Redis has served each (twice where a renewal is
+    # due: the renewal's own write invalidates the entry it refreshed, so a second read follows).
+    renewals = {}
+    for name, count, due in mode["sets"]:
+        before = redis.calls()
+        target = count * (2 if due else 1)
+        t0 = time.monotonic()
+        result = load.walk_until(
+            ports["d"], cookie_files[name],
+            lambda: session_reads(delta(redis.calls(), before)) >= target
+            and (not due or delta(redis.calls(), before).get("set", 0) >= count),
+            limit=max(30, count // 2000),
+        )
+        time.sleep(0.3)  # let the last renewal batch and its invalidations land
+        calls = delta(redis.calls(), before)
+        renewals[name] = calls
+        log(f"warmed d over {name} session(s): {result['requests']} requests in {time.monotonic() - t0:.1f} s, "
+            f"{session_reads(calls)} session reads, redis {calls}")
+        for f in logs:
+            f.write_text("")
+    # Connection pools and first-request costs of the others, outside the measurements.
+    for k in "abcef":
+        port = ports["upstream"] if k == "a" else ports[k]
+        load.run(port, 1, None if k == "f" else cookie_files["10k"], "uniform", "/pub" if k == "f" else "/")
+
+    # One round: (system, session set, pick). a, b and c do not look at sessions: they get the
+    # 10k set's cookies, so their requests have the shape d's have; f gets no session cookie.
+    order = [("a", "10k", "uniform"), ("b", "10k", "uniform"), ("c", "10k", "uniform"), ("f", None, "uniform")]
+    for name, count, _ in mode["sets"]:
+        for pick in (["uniform"] if count == 1 else ["uniform", "zipf"]):
+            order += [("d", name, pick), ("e", name, pick)]
+
+    measurements = []
+    run_calls_before = redis.calls()
+    for rnd in range(1, mode["rounds"] + 1):
+        for system, set_name, pick in order:
+            port = ports["upstream"] if system == "a" else ports[system]
+            proxy = process_tree(pids[system]) if system != "a" else []
+            up = process_tree(pids["upstream"])
+            cpu0, up0, calls0 = cpu_ticks(proxy), cpu_ticks(up), redis.calls()
+            machine0, mine0 = machine_jiffies(), procs.cpu_ticks() + children_cpu_ticks()
+            result = load.run(port, mode["duration"], cookie_files.get(set_name or ""),
+                              pick, "/pub" if system == "f" else "/")
+            machine1, mine1 = machine_jiffies(), procs.cpu_ticks() + children_cpu_ticks()
+            cpu1, up1, calls1 = cpu_ticks(proxy), cpu_ticks(up), redis.calls()
+            busy, steal, total = (x1 - x0 for x0, x1 in zip(machine0, machine1))
+            m = {
+                "round": rnd,
+                "system": system,
+                "sessions": set_name or "-",
+                "pick": pick if set_name else "-",
+                **result,
+                "rps": result["requests"] / (result["duration_us"] / 1e6),
+                "cpu_us": (cpu1 - cpu0) * 1e6 / CLK_TCK,
+                "upstream_cpu_us": (up1 - up0) * 1e6 / CLK_TCK,
+                "rss_kb": rss_kb(proxy) if proxy else 0,
+                "redis": delta(calls1, calls0),
+                # Noise: CPU spent outside this run's processes, and stolen by the hypervisor,
+                # as a share of the whole machine over the measurement.
+                "other_pct": max(0.0, busy - (mine1 - mine0)) * 100 / max(1, total),
+                "steal_pct": steal * 100 / max(1, total),
+                "loadavg": float(Path("/proc/loadavg").read_text().split()[0]),
+            }
+            measurements.append(m)
+            log(f"round {rnd} {system} {m['sessions']:>3} {m['pick']:<7} {m['rps']:9.0f} req/s  "
+                f"p50 {m['p50_us']:6d} us  p99 {m['p99_us']:6d} us  "
+                f"cpu {m['cpu_us'] / max(1, m['requests']):6.1f} us/req  "
+                f"non-2xx {m['status_errors']}  reads/req {session_reads(m['redis']) / max(1, m['requests']):.3f}  "
+                f"other {m['other_pct']:.0f}%  steal {m['steal_pct']:.0f}%")
+            for f in logs:
+                f.write_text("")
+    run_calls = delta(redis.calls(), run_calls_before)
+    elapsed = time.monotonic() - started
+
+    report = summarize(measurements, mode, renewals, run_calls, due_sessions, total_sessions, args, elapsed)
+    print(report)
+    if args.json:
+        args.json.write_text(json.dumps({"mode": mode, "measurements": measurements, "warmup_redis": renewals,
+                                         "run_redis": run_calls}, indent=1))
+    bad = [m for m in measurements if m["requests"] == 0 or m["status_errors"] or m["socket_errors"]]
+    for m in bad:
+        log(f"FAILED: {m['system']} {m['sessions']} {m['pick']} round {m['round']}: {m['requests']} requests, "
+            f"{m['status_errors']} non-2xx, {m['socket_errors']} socket errors")
+    if elapsed > mode["budget"]:
+        log(f"WARNING: the run took {elapsed:.0f} s, over its {mode['budget']} s bound")
+    return not bad
+
+
+def summarize(measurements, mode, renewals, run_calls, due_sessions, total_sessions, args, elapsed):
+    groups = {}
+    for m in measurements:
+        groups.setdefault((m["system"], m["sessions"], m["pick"]), []).append(m)
+
+    def row(key):
+        ms = groups[key]
+        requests = sum(m["requests"] for m in ms)
+        redis_get = sum(session_reads(m["redis"]) for m in ms)
+        return {
+            "rps": statistics.median(m["rps"] for m in ms),
+            "rps_min": min(m["rps"] for m in ms),
+            "rps_max": max(m["rps"] for m in ms),
+            "p50": statistics.median(m["p50_us"] for m in ms),
+            "p99": statistics.median(m["p99_us"] for m in ms),
+            "cpu": sum(m["cpu_us"] for m in ms) / max(1, requests),
+            "upstream_cpu": sum(m["upstream_cpu_us"] for m in ms) / max(1, requests),
+            "rss": max(m["rss_kb"] for m in ms),
+            "gets": redis_get / max(1, requests),
+            "renewals": sum(m["redis"].get("evalsha", 0) for m in ms),
+        }
+
+    rows = {key: row(key) for key in groups}
+    lines = [
+        "",
+        f"sessiongate load harness, {'smoke' if args.smoke else 'full'} mode: {mode['rounds']} interleaved "
+        f"round(s), {mode['duration']} s per measurement, wrk -t{args.wrk_threads} -c{args.connections}, "
+        f"{THREADS} proxy threads; medians over rounds (req/s range in brackets); CPU = utime+stime of the "
+        "proxy's processes / requests",
+        "",
+        "| system | sessions | pick | req/s | p50 | p99 | proxy CPU/req | upstream CPU/req | proxy RSS | Redis reads/req |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key in sorted(rows, key=lambda k: (k[0], {"-": 0, "1": 1, "10k": 2, "1M": 3}[k[1]], k[2])):
+        r = rows[key]
+        system, sessions, pick = key
+        cpu = "—" if system == "a" else f"{r['cpu']:.1f} µs"
+        rss = "—" if system == "a" else f"{r['rss'] / 1024:.0f} MiB"
+        lines.append(
+            f"| {system} {SYSTEMS[system]} | {sessions} | {pick} | {r['rps']:,.0f} [{r['rps_min']:,.0f}–{r['rps_max']:,.0f}] "
+            f"| {r['p50'] / 1000:.2f} ms | {r['p99'] / 1000:.2f} ms | {cpu} | {r['upstream_cpu']:.1f} µs | {rss} "
+            f"| {r['gets']:.3f} |"
+        )
+
+    def per_round(x, y, field="rps"):
+        """Median over rounds of x/y measured in the same round, and the range."""
+        ratios = []
+        for mx in groups.get(x, []):
+            for my in groups.get(y, []):
+                if mx["round"] == my["round"] and my[field]:
+                    ratios.append(mx[field] / my[field])
+        return (statistics.median(ratios), min(ratios), max(ratios)) if ratios else None
+
+    def fmt(r):
+        return "n/a" if r is None else f"{r[0]:.2f} (rounds {r[1]:.2f}–{r[2]:.2f})"
+
+    def verdict(r, target):
+        return "" if r is None else (" — met" if r[0] >= target else " — MISSED")
+
+    d = ("d", "10k", "uniform")
+    c = ("c", "10k", "uniform")
+    b = ("b", "10k", "uniform")
+    e = ("e", "10k", "uniform")
+    f = ("f", "-", "-")
+    lines += ["", "Ratios (throughput, same round; d and e at 10k sessions, uniform):"]
+    r = per_round(d, c)
+    lines.append(f"- d/c = {fmt(r)}, target >= 0.9{verdict(r, 0.9)}")
+    if d in rows and c in rows:
+        extra = rows[d]["cpu"] - rows[c]["cpu"]
+        lines.append(f"- CPU per request d − c = {rows[d]['cpu']:.1f} − {rows[c]['cpu']:.1f} = {extra:+.1f} µs, "
+                     f"target <= +2 µs{' — met' if extra <= 2 else ' — MISSED'}")
+    r = per_round(d, b)
+    lines.append(f"- d/b = {fmt(r)}, target >= 1.0{verdict(r, 1.0)}")
+    r = per_round(e, d)
+    lines.append(f"- e/d = {fmt(r)}, target >= 0.6{verdict(r, 0.6)}")
+    r = per_round(f, c)
+    lines.append(f"- f/c = {fmt(r)}")
+    for pick in ("uniform", "zipf"):
+        big, small = ("d", "1M", pick), ("d", "10k", pick)
+        if big in groups:
+            r = per_round(big, small)
+            lines.append(f"- d 1M / d 10k ({pick}) = {fmt(r)}, target >= 0.9{verdict(r, 0.9)}")
+    lines += ["", "Renewal writes (Redis INFO commandstats after the preload; a renewal is an EVALSHA "
+              "compare-and-set whose SET, when it writes, runs inside the script; a failed EVALSHA is a "
+              "NOSCRIPT answer followed by SCRIPT LOAD and a retry):"]
+
+    def calls_text(c):
+        return (f"{c.get('set', 0):,} SET, {c.get('evalsha', 0):,} EVALSHA ({c.get('evalsha_failed', 0)} failed), "
+                f"{session_reads(c):,} session reads")
+
+    for name, calls in renewals.items():
+        lines.append(f"- warming d over the {name} set: {calls_text(calls)}")
+    lines.append(f"- during the measurements: {calls_text(run_calls)}")
+    written = sum(c.get("set", 0) for c in renewals.values()) + run_calls.get("set", 0)
+    lines.append(f"- in all: {written:,} renewal writes for {due_sessions:,} sessions preloaded with a renewal due "
+                 f"({total_sessions:,} sessions in all, the others fresh); target at most one per session per window"
+                 f"{' — met' if written <= due_sessions else ' — MISSED'}")
+    other = [m["other_pct"] for m in measurements]
+    steal = [m["steal_pct"] for m in measurements]
+    lines += ["", f"Noise: CPU used outside this run's processes, as a share of the machine per measurement: "
+              f"median {statistics.median(other):.0f}%, max {max(other):.0f}%; hypervisor steal median "
+              f"{statistics.median(steal):.0f}%, max {max(steal):.0f}%; 1-minute load average "
+              f"{min(m['loadavg'] for m in measurements):.1f}–{max(m['loadavg'] for m in measurements):.1f}."]
+    lines.append(f"\nWall time after the build: {elapsed:.0f} s.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The end-to-end load harness: sessiongate against a direct upstream, nginx and plain Pingora,
+# measured interleaved in one run on this machine. See benches/load/harness.py for what runs.
+#
+#   benches/load/run.sh            full run, at most 10 minutes after the build
+#   benches/load/run.sh --smoke    a few seconds per system (CI), under 2 minutes after the build
+#
+# Installs what is missing with apt-get (as root or through sudo): nginx and wrk, redis-server,
+# cmake (to build Pingora), python3 (the harness uses only its standard library). Honours
+# CARGO_TARGET_DIR. Other options: benches/load/run.sh --help.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# command -> Debian package
+declare -A package=([nginx]=nginx [wrk]=wrk [redis-server]=redis-server [cmake]=cmake [python3]=python3)
+missing=()
+for cmd in nginx wrk redis-server cmake python3; do
+  command -v "$cmd" >/dev/null 2>&1 || [[ -x "/usr/sbin/$cmd" ]] || missing+=("${package[$cmd]}")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "missing: ${missing[*]}; install them with your package manager" >&2
+    exit 1
+  fi
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  echo "installing ${missing[*]} ..." >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+exec python3 benches/load/harness.py "$@"
