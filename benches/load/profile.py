@@ -29,6 +29,7 @@ from pathlib import Path
 import tempfile
 import shutil
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as h  # noqa: E402
 
