@@ -3,7 +3,8 @@
 # measured interleaved in one run on this machine. See benches/load/harness.py for what runs.
 #
 #   benches/load/run.sh            full run, at most 10 minutes after the build
-#   benches/load/run.sh --smoke    a few seconds per system (CI), under 2 minutes after the build
+#   benches/load/run.sh --smoke    a few seconds per system, under 2 minutes after the build
+#   benches/load/run.sh --smoke --dev   the same on the debug build (CI: only checks it works)
 #
 # Installs what is missing with apt-get (as root or through sudo): nginx and wrk, redis-server,
 # cmake (to build Pingora), python3 (the harness uses only its standard library). Honours
