@@ -31,6 +31,10 @@ pub mod lookup {
     pub const INVALID: &str = "invalid";
     pub const ERROR: &str = "error";
     pub const STALE: &str = "stale";
+    /// Every result, in the order `Metrics` keeps their counters.
+    pub const ALL: [&str; 7] = [
+        CACHE_HIT, STORE_HIT, NOT_FOUND, EXPIRED, INVALID, ERROR, STALE,
+    ];
 }
 
 /// Why sessions ended, as `sessiongate_sessions_destroyed_total{reason}` labels them.
@@ -43,8 +47,8 @@ pub mod destroyed {
 
 pub struct Metrics {
     registry: Registry,
-    /// `lookups` children by result, resolved once.
-    lookup_children: std::collections::HashMap<&'static str, IntCounter>,
+    /// `lookups` children, resolved once, in the order of `lookup::ALL`.
+    lookup_children: Vec<IntCounter>,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub lookups: IntCounterVec,
@@ -129,7 +133,7 @@ impl Metrics {
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let mut m = Metrics {
-            lookup_children: std::collections::HashMap::new(),
+            lookup_children: Vec::new(),
             requests: counter_vec(
                 &r,
                 "sessiongate_requests_total",
@@ -260,18 +264,10 @@ impl Metrics {
         ] {
             m.store_errors.with_label_values(&[kind]);
         }
-        for result in [
-            lookup::CACHE_HIT,
-            lookup::STORE_HIT,
-            lookup::NOT_FOUND,
-            lookup::EXPIRED,
-            lookup::INVALID,
-            lookup::ERROR,
-            lookup::STALE,
-        ] {
-            let child = m.lookups.with_label_values(&[result]);
-            m.lookup_children.insert(result, child);
-        }
+        m.lookup_children = lookup::ALL
+            .iter()
+            .map(|result| m.lookups.with_label_values(&[*result]))
+            .collect();
         for reason in [
             destroyed::LOGOUT,
             destroyed::LOGOUT_ALL,
@@ -285,9 +281,8 @@ impl Metrics {
 
     /// Counts one session lookup with `result` (one of `lookup::*`).
     pub fn lookup(&self, result: &'static str) {
-        match self.lookup_children.get(result) {
-            Some(child) => child.inc(),
-            None => self.lookups.with_label_values(&[result]).inc(),
+        if let Some(i) = lookup::ALL.iter().position(|r| *r == result) {
+            self.lookup_children[i].inc();
         }
     }
 

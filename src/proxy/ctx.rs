@@ -42,18 +42,6 @@ impl Lookup {
             Lookup::StoreError => lookup::ERROR,
         })
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lookup::Skipped => "skipped",
-            Lookup::Found => "found",
-            Lookup::NotFound => "not_found",
-            Lookup::Expired => "expired",
-            Lookup::Stale => "stale",
-            Lookup::Invalid => "invalid",
-            Lookup::StoreError => "store_error",
-        }
-    }
 }
 
 pub struct RequestCtx {

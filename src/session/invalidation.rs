@@ -35,12 +35,12 @@ impl Invalidator {
     pub fn new(
         settings: &crate::config::model::RedisStoreSettings,
         cache: Arc<SessionCache>,
-    ) -> Result<Self, redis::RedisError> {
-        Ok(Invalidator {
+    ) -> Self {
+        Invalidator {
             settings: settings.clone(),
             key_prefix: format!("{}s:", settings.key_prefix),
             cache,
-        })
+        }
     }
 
     fn key_of(&self, value: &Value) -> Option<StoreKey> {

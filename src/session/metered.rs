@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use prometheus::Histogram;
 
 use super::breaker::BreakerState;
 use super::id::StoreKey;
@@ -16,28 +17,53 @@ use crate::metrics::metrics;
 
 pub struct MeteredStore {
     inner: Arc<dyn SessionStore>,
+    /// Each operation's duration histogram, resolved once (no label lookup per call).
+    durations: Durations,
+}
+
+struct Durations {
+    load: Histogram,
+    create: Histogram,
+    cas: Histogram,
+    cas_batch: Histogram,
+    destroy: Histogram,
+    destroy_user: Histogram,
+    list: Histogram,
+    ping: Histogram,
+    count: Histogram,
 }
 
 impl MeteredStore {
     pub fn new(inner: Arc<dyn SessionStore>) -> Self {
-        MeteredStore { inner }
+        let op = |name: &str| metrics().store_duration.with_label_values(&[name]);
+        MeteredStore {
+            inner,
+            durations: Durations {
+                load: op("load"),
+                create: op("create"),
+                cas: op("cas"),
+                cas_batch: op("cas_batch"),
+                destroy: op("destroy"),
+                destroy_user: op("destroy_user"),
+                list: op("list"),
+                ping: op("ping"),
+                count: op("count"),
+            },
+        }
     }
 }
 
 async fn measured<T>(
-    operation: &str,
+    duration: &Histogram,
     call: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     let started = Instant::now();
     let result = call.await;
-    let m = metrics();
-    m.store_duration
-        .with_label_values(&[operation])
-        .observe(started.elapsed().as_secs_f64());
+    duration.observe(started.elapsed().as_secs_f64());
     if let Err(e) = &result {
         // An existing key is the caller's signal to draw another id, not a store failure.
         if !matches!(e, StoreError::Exists) {
-            m.store_errors.with_label_values(&[e.kind()]).inc();
+            metrics().store_errors.with_label_values(&[e.kind()]).inc();
         }
     }
     result
@@ -46,7 +72,7 @@ async fn measured<T>(
 #[async_trait]
 impl SessionStore for MeteredStore {
     async fn load(&self, key: &StoreKey, now: u64) -> Result<Option<SessionRecord>, StoreError> {
-        measured("load", self.inner.load(key, now)).await
+        measured(&self.durations.load, self.inner.load(key, now)).await
     }
 
     async fn create(
@@ -55,7 +81,7 @@ impl SessionStore for MeteredStore {
         record: &SessionRecord,
         now: u64,
     ) -> Result<(), StoreError> {
-        measured("create", self.inner.create(key, record, now)).await
+        measured(&self.durations.create, self.inner.create(key, record, now)).await
     }
 
     async fn compare_and_set(
@@ -66,7 +92,7 @@ impl SessionStore for MeteredStore {
         now: u64,
     ) -> Result<CasOutcome, StoreError> {
         measured(
-            "cas",
+            &self.durations.cas,
             self.inner.compare_and_set(key, expected, record, now),
         )
         .await
@@ -77,27 +103,31 @@ impl SessionStore for MeteredStore {
         writes: &[(StoreKey, u64, SessionRecord)],
         now: u64,
     ) -> Result<Vec<CasOutcome>, StoreError> {
-        measured("cas_batch", self.inner.compare_and_set_many(writes, now)).await
+        measured(
+            &self.durations.cas_batch,
+            self.inner.compare_and_set_many(writes, now),
+        )
+        .await
     }
 
     async fn destroy(&self, key: &StoreKey, sub: Option<&str>) -> Result<bool, StoreError> {
-        measured("destroy", self.inner.destroy(key, sub)).await
+        measured(&self.durations.destroy, self.inner.destroy(key, sub)).await
     }
 
     async fn destroy_user(&self, sub: &str) -> Result<Vec<StoreKey>, StoreError> {
-        measured("destroy_user", self.inner.destroy_user(sub)).await
+        measured(&self.durations.destroy_user, self.inner.destroy_user(sub)).await
     }
 
     async fn user_sessions(&self, sub: &str, now: u64) -> Result<Vec<StoreKey>, StoreError> {
-        measured("list", self.inner.user_sessions(sub, now)).await
+        measured(&self.durations.list, self.inner.user_sessions(sub, now)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        measured("ping", self.inner.ping()).await
+        measured(&self.durations.ping, self.inner.ping()).await
     }
 
     async fn count(&self, now: u64) -> Result<u64, StoreError> {
-        measured("count", self.inner.count(now)).await
+        measured(&self.durations.count, self.inner.count(now)).await
     }
 
     fn breaker_state(&self) -> Option<BreakerState> {

@@ -88,10 +88,7 @@ pub fn build_stack(config: &Config) -> Result<StoreStack, StoreError> {
         (Some(cache), Some(c)) if c.invalidation => {
             // Nothing is cached until the invalidation connection is up.
             cache.flush(false);
-            Some(
-                invalidation::Invalidator::new(redis, cache.clone())
-                    .map_err(|e| StoreError::Command(format!("invalid Redis URL: {e}")))?,
-            )
+            Some(invalidation::Invalidator::new(redis, cache.clone()))
         }
         _ => None,
     };

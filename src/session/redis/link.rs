@@ -181,8 +181,7 @@ pub fn needs_new_master(error: &RedisError) -> bool {
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_unrecoverable_error()
-        || error.kind() == ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
-        || error.to_string().contains("READONLY")
+        || super::is_readonly(error)
 }
 
 impl SentinelLink {
