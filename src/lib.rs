@@ -2,6 +2,7 @@
 //! applications behind it. See DESIGN.md for the contract and README.md for operations.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod config;
 pub mod cookie;

@@ -103,6 +103,18 @@ impl BackgroundService for ActiveSessionsSampler {
     }
 }
 
+/// Writes every access line at once from the start of a graceful shutdown, so nothing is left
+/// in the buffer when the process exits.
+struct AccessLogShutdown;
+
+#[async_trait]
+impl BackgroundService for AccessLogShutdown {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let _ = shutdown.changed().await;
+        crate::access_log::global().unbuffer();
+    }
+}
+
 /// How to start: the configuration, the file it came from (re-read on SIGHUP), and whether
 /// to take the listening sockets over from a running instance (`--upgrade`).
 pub struct Launch {
@@ -176,6 +188,7 @@ pub fn build(launch: Launch) -> Result<Server, StoreError> {
             interval: sample,
         },
     ));
+    server.add_service(background_service("access log", AccessLogShutdown));
     server.add_service(background_service(
         "health checks and reloads",
         ControlService(Reloader::new(path, state, stack.shared())),

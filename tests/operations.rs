@@ -496,6 +496,28 @@ async fn the_access_log_is_json_with_a_request_id_and_no_secrets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lines_still_buffered_at_shutdown_are_written() {
+    let mut fx = Fixture::start(Store::Memory, |c| c).await;
+    let cookie = fx.login("alice").await;
+    // Lines wait up to 100 ms in the buffer; SIGTERM follows the last reply at once.
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let reply = fx.request("/page", Some(&cookie), &[]).await;
+        assert_eq!(reply.status, 200);
+        ids.push(reply.echo().get("x-request-id").unwrap().to_string());
+    }
+    let status = tokio::task::block_in_place(|| fx.proxy.terminate());
+    assert!(status.success(), "{status}");
+    let logs = fx.proxy.logs();
+    for id in &ids {
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains(id.as_str())).collect();
+        assert_eq!(lines.len(), 1, "access line of {id}:\n{logs}");
+        assert!(lines[0].contains("INFO sessiongate::access: request"));
+        assert!(lines[0].contains(" status=200 "), "{}", lines[0]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sub_is_not_logged_unless_configured() {
     let fx = Fixture::start(Store::Memory, |c| c).await;
     let cookie = fx.login("zelda-the-user").await;

@@ -4,15 +4,16 @@
 
 use pingora::proxy::Session;
 use pingora::Error;
-use tracing::info;
+use std::time::SystemTime;
 
 use super::ctx::RequestCtx;
+use crate::access_log;
 use crate::metrics::{metrics, status_class};
 
 pub fn run(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
     let req = session.req_header();
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    let elapsed = ctx.started.elapsed().as_secs_f64();
+    let elapsed = ctx.started.elapsed();
     let route = match (&ctx.state, ctx.route) {
         (Some(state), Some(r)) => state.route_labels[r].as_str(),
         _ => "none",
@@ -22,7 +23,7 @@ pub fn run(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
 
     if let Some(state) = &ctx.state {
         let index = ctx.route.unwrap_or(state.route_labels.len());
-        state.route_metrics[index].observe(status, elapsed);
+        state.route_metrics[index].observe(status, elapsed.as_secs_f64());
     } else {
         let m = metrics();
         m.requests
@@ -30,32 +31,29 @@ pub fn run(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
             .inc();
         m.request_duration
             .with_label_values(&[route])
-            .observe(elapsed);
+            .observe(elapsed.as_secs_f64());
     }
     if let Some(result) = lookup {
         metrics().lookup(result);
     }
 
-    let session_tag = ctx.session.as_ref().map(|s| s.key.log_tag().to_string());
+    if !access_log::enabled() {
+        return;
+    }
     let log_sub = ctx.state.as_ref().is_some_and(|s| s.config.server.log_sub);
-    let sub = ctx
-        .session
-        .as_ref()
-        .filter(|_| log_sub)
-        .map(|s| s.session.sub.to_string());
-    info!(
-        target: "sessiongate::access",
-        request_id = %ctx.request_id,
-        method = %req.method,
-        path = req.uri.path(),
+    let session = ctx.session.as_ref();
+    access_log::global().record(&access_log::Entry {
+        timestamp: SystemTime::now(),
+        request_id: &ctx.request_id,
+        method: req.method.as_str(),
+        path: req.uri.path(),
         status,
         route,
-        lookup = lookup.unwrap_or("none"),
-        session = session_tag.as_deref().unwrap_or("-"),
-        sub = sub.as_deref(),
-        stripped = ctx.stripped,
-        duration_ms = elapsed * 1000.0,
-        error = error.map(|e| e.to_string()).as_deref().unwrap_or(""),
-        "request"
-    );
+        lookup: lookup.unwrap_or("none"),
+        session: session.map_or("-", |s| s.key.log_tag()),
+        sub: session.filter(|_| log_sub).map(|s| &*s.session.sub),
+        stripped: ctx.stripped,
+        duration: elapsed,
+        error: error.map(|e| e as &dyn std::fmt::Display),
+    });
 }

@@ -1,0 +1,378 @@
+//! The access log: one line per request on stderr, in the shape of the other log lines (the
+//! `tracing` text format, or its JSON one with `--log-json`), target `sessiongate::access`.
+//!
+//! It bypasses the `tracing` formatter, which costs more than the rest of a cached request's
+//! session work: each line is written with no allocation into a per-thread buffer, then
+//! appended to a shared one that is written out when it holds 32 KiB, and at least every
+//! 100 ms by a flusher thread. Once shutdown begins every line is written at once. Whether the
+//! line is written at all still follows the log filter (`RUST_LOG=sessiongate::access=off`).
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+/// The log target, for filters.
+pub const TARGET: &str = "sessiongate::access";
+
+/// A buffer this full is written out by the request that filled it.
+const FLUSH_AT: usize = 32 * 1024;
+/// The longest a line waits in the buffer.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// What one access line says. Never the cookie or the session id.
+#[derive(Clone, Copy)]
+pub struct Entry<'a> {
+    pub timestamp: SystemTime,
+    pub request_id: &'a uuid::Uuid,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub route: &'a str,
+    pub lookup: &'a str,
+    /// The truncated hash of the session id, or `-`.
+    pub session: &'a str,
+    pub sub: Option<&'a str>,
+    pub stripped: usize,
+    pub duration: Duration,
+    pub error: Option<&'a dyn std::fmt::Display>,
+}
+
+/// How lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// `2026-11-22T10:00:00.123456Z  INFO sessiongate::access: request request_id=… status=200 …`
+    #[default]
+    Text,
+    /// `{"timestamp":…,"level":"INFO","fields":{"message":"request",…},"target":"sessiongate::access"}`
+    Json,
+}
+
+/// Escapes `s` as the inside of a JSON string (and of the text format's quoted values, which
+/// read the same for everything a request line can hold).
+fn escaped(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            let _ = write!(Buf(out), "\\u{:04x}", b);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+fn quoted(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    escaped(out, s);
+    out.push(b'"');
+}
+
+fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Milliseconds with microsecond precision: `1.234`.
+fn millis(out: &mut Vec<u8>, d: Duration) {
+    let micros = d.as_micros();
+    number(out, micros / 1000);
+    let frac = (micros % 1000) as u16;
+    out.push(b'.');
+    out.extend_from_slice(&[
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+}
+
+/// `fmt::Write` over a byte buffer.
+struct Buf<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Buf<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl Entry<'_> {
+    /// Appends the line, newline included.
+    pub fn write(&self, format: Format, out: &mut Vec<u8>) {
+        let mut id = uuid::Uuid::encode_buffer();
+        let request_id = self.request_id.hyphenated().encode_lower(&mut id);
+        let error = self.error.map(|e| {
+            let mut s = String::new();
+            let _ = write!(s, "{e}");
+            s
+        });
+        let error = error.as_deref().unwrap_or("");
+        match format {
+            Format::Text => {
+                let _ = write!(
+                    Buf(out),
+                    "{}  INFO {TARGET}: request request_id={request_id} method={} path=",
+                    humantime::format_rfc3339_micros(self.timestamp),
+                    self.method,
+                );
+                quoted(out, self.path);
+                out.extend_from_slice(b" status=");
+                number(out, self.status);
+                out.extend_from_slice(b" route=");
+                quoted(out, self.route);
+                out.extend_from_slice(b" lookup=");
+                quoted(out, self.lookup);
+                out.extend_from_slice(b" session=");
+                quoted(out, self.session);
+                if let Some(sub) = self.sub {
+                    out.extend_from_slice(b" sub=");
+                    quoted(out, sub);
+                }
+                out.extend_from_slice(b" stripped=");
+                number(out, self.stripped);
+                out.extend_from_slice(b" duration_ms=");
+                millis(out, self.duration);
+                out.extend_from_slice(b" error=");
+                quoted(out, error);
+            }
+            Format::Json => {
+                let _ = write!(
+                    Buf(out),
+                    "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"fields\":{{\"message\":\"request\",\"request_id\":\"{request_id}\",\"method\":",
+                    humantime::format_rfc3339_micros(self.timestamp),
+                );
+                quoted(out, self.method);
+                out.extend_from_slice(b",\"path\":");
+                quoted(out, self.path);
+                out.extend_from_slice(b",\"status\":");
+                number(out, self.status);
+                out.extend_from_slice(b",\"route\":");
+                quoted(out, self.route);
+                out.extend_from_slice(b",\"lookup\":");
+                quoted(out, self.lookup);
+                out.extend_from_slice(b",\"session\":");
+                quoted(out, self.session);
+                if let Some(sub) = self.sub {
+                    out.extend_from_slice(b",\"sub\":");
+                    quoted(out, sub);
+                }
+                out.extend_from_slice(b",\"stripped\":");
+                number(out, self.stripped);
+                out.extend_from_slice(b",\"duration_ms\":");
+                millis(out, self.duration);
+                out.extend_from_slice(b",\"error\":");
+                quoted(out, error);
+                out.extend_from_slice(b"},\"target\":\"");
+                out.extend_from_slice(TARGET.as_bytes());
+                out.extend_from_slice(b"\"}");
+            }
+        }
+        out.push(b'\n');
+    }
+}
+
+/// The process's access log: a shared buffer in front of stderr.
+pub struct AccessLog {
+    format: Format,
+    pending: Mutex<Vec<u8>>,
+    /// Off once shutdown begins: every line is written at once.
+    buffered: AtomicBool,
+}
+
+static LOG: OnceLock<AccessLog> = OnceLock::new();
+
+thread_local! {
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+}
+
+/// Sets the line format and starts the flusher thread; the first call wins. Without it, the
+/// first line starts the log in the text format.
+pub fn init(format: Format) -> &'static AccessLog {
+    let mut started = false;
+    let log = LOG.get_or_init(|| {
+        started = true;
+        AccessLog {
+            format,
+            pending: Mutex::new(Vec::with_capacity(FLUSH_AT * 2)),
+            buffered: AtomicBool::new(true),
+        }
+    });
+    if started {
+        let spawned = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(|| loop {
+                std::thread::sleep(FLUSH_EVERY);
+                global().flush();
+            });
+        if spawned.is_err() {
+            // No thread for timed flushes: write every line as it comes.
+            log.buffered.store(false, Ordering::Release);
+        }
+    }
+    log
+}
+
+/// The process's access log.
+pub fn global() -> &'static AccessLog {
+    match LOG.get() {
+        Some(log) => log,
+        None => init(Format::default()),
+    }
+}
+
+/// Whether the log filter lets access lines through.
+pub fn enabled() -> bool {
+    tracing::enabled!(target: TARGET, tracing::Level::INFO)
+}
+
+impl AccessLog {
+    /// Logs one request.
+    pub fn record(&self, entry: &Entry<'_>) {
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            entry.write(self.format, line);
+            let full = {
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                pending.extend_from_slice(line);
+                (pending.len() >= FLUSH_AT || !self.buffered.load(Ordering::Acquire))
+                    .then(|| std::mem::replace(&mut *pending, Vec::with_capacity(FLUSH_AT * 2)))
+            };
+            if let Some(lines) = full {
+                write_out(&lines);
+            }
+        });
+    }
+
+    /// Writes out whatever is buffered.
+    pub fn flush(&self) {
+        let lines = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.is_empty() {
+                return;
+            }
+            std::mem::replace(&mut *pending, Vec::with_capacity(FLUSH_AT * 2))
+        };
+        write_out(&lines);
+    }
+
+    /// From now on every line is written as it comes (shutdown has begun).
+    pub fn unbuffer(&self) {
+        self.buffered.store(false, Ordering::Release);
+        self.flush();
+    }
+}
+
+/// One `write_all` under the stderr lock, so other log lines never land inside a line.
+fn write_out(lines: &[u8]) {
+    // Nowhere to report a failed log write; the next flush tries again with new lines.
+    let _ = std::io::stderr().lock().write_all(lines);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn entry<'a>(
+        id: &'a uuid::Uuid,
+        error: Option<&'a dyn std::fmt::Display>,
+        sub: Option<&'a str>,
+    ) -> Entry<'a> {
+        Entry {
+            timestamp: SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_000_000_123_456),
+            request_id: id,
+            method: "GET",
+            path: "/a\"b\\c",
+            status: 200,
+            route: "/",
+            lookup: "cache_hit",
+            session: "abcdefghijkl",
+            sub,
+            stripped: 2,
+            duration: Duration::from_micros(12_345),
+            error,
+        }
+    }
+
+    #[test]
+    fn json_lines_are_json_with_every_field() {
+        let id = uuid::Uuid::new_v4();
+        let error = "bad\nthing \u{1} \"quoted\"";
+        let mut out = Vec::new();
+        entry(&id, Some(&error), Some("zoë")).write(Format::Json, &mut out);
+        assert_eq!(out.last(), Some(&b'\n'));
+        let v: Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(v["target"], TARGET);
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["timestamp"], "2026-11-18T11:06:40.123456Z");
+        let f = &v["fields"];
+        assert_eq!(f["message"], "request");
+        assert_eq!(f["request_id"], id.to_string());
+        assert_eq!(f["method"], "GET");
+        assert_eq!(f["path"], "/a\"b\\c");
+        assert_eq!(f["status"], 200);
+        assert_eq!(f["route"], "/");
+        assert_eq!(f["lookup"], "cache_hit");
+        assert_eq!(f["session"], "abcdefghijkl");
+        assert_eq!(f["sub"], "zoë");
+        assert_eq!(f["stripped"], 2);
+        assert_eq!(f["duration_ms"].as_f64(), Some(12.345));
+        assert_eq!(f["error"], error);
+
+        let mut out = Vec::new();
+        entry(&id, None, None).write(Format::Json, &mut out);
+        let v: Value = serde_json::from_slice(&out).expect("JSON");
+        assert!(v["fields"].get("sub").is_none());
+        assert_eq!(v["fields"]["error"], "");
+    }
+
+    #[test]
+    fn text_lines_read_like_the_other_log_lines() {
+        let id = uuid::Uuid::new_v4();
+        let mut out = Vec::new();
+        entry(&id, None, None).write(Format::Text, &mut out);
+        let line = String::from_utf8(out).unwrap();
+        assert_eq!(
+            line,
+            format!(
+                "2026-11-18T11:06:40.123456Z  INFO sessiongate::access: request request_id={id} \
+                 method=GET path=\"/a\\\"b\\\\c\" status=200 route=\"/\" lookup=\"cache_hit\" \
+                 session=\"abcdefghijkl\" stripped=2 duration_ms=12.345 error=\"\"\n"
+            )
+        );
+        let mut out = Vec::new();
+        let error = "line\nbreak";
+        entry(&id, Some(&error), Some("alice")).write(Format::Text, &mut out);
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.contains(" sub=\"alice\" "), "{line}");
+        assert!(line.ends_with(" error=\"line\\nbreak\"\n"), "{line}");
+        assert_eq!(line.lines().count(), 1);
+    }
+
+    #[test]
+    fn durations_keep_three_decimals() {
+        for (micros, text) in [
+            (0, "0.000"),
+            (7, "0.007"),
+            (1_050, "1.050"),
+            (987_654_321, "987654.321"),
+        ] {
+            let mut out = Vec::new();
+            millis(&mut out, Duration::from_micros(micros));
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+    }
+}
