@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than the system allocator: a proxied request allocates a few dozen small
+/// blocks, and glibc's malloc was the largest single cost around the session work in the
+/// load harness's profiles (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Edge reverse proxy that owns the browser session for the applications behind it.
 #[derive(Debug, Parser)]
 #[command(name = "sessiongate", version, about)]
@@ -93,8 +99,10 @@ fn main() -> ExitCode {
         .with_ansi(ansi);
     if cli.log_json {
         logs.json().init();
+        sessiongate::access_log::init(sessiongate::access_log::Format::Json);
     } else {
         logs.init();
+        sessiongate::access_log::init(sessiongate::access_log::Format::Text);
     }
     let config = match sessiongate::config::load(&path) {
         Ok(config) => config,

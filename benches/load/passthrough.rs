@@ -18,6 +18,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::Result;
 
+/// The allocator sessiongate runs with (src/main.rs), so that comparing the two measures the
+/// session work rather than the allocator. BENCHMARKS.md gives what the allocator alone changes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Forwards every request to `upstream`, over Pingora's keep-alive connection pool.
 struct Passthrough {
     upstream: SocketAddr,
