@@ -39,7 +39,8 @@ pub fn scan<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Cook
     let name = name.as_bytes();
     let mut found: Option<&[u8]> = None;
     let mut count = 0usize;
-    let mut others: Vec<&[u8]> = Vec::new();
+    // The other cookies, joined; allocated once, only when there is something to put in it.
+    let mut others: Vec<u8> = Vec::new();
     for header in headers {
         for pair in header.split(|b| *b == b';') {
             let pair = trim(pair);
@@ -54,7 +55,12 @@ pub fn scan<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Cook
                 count += 1;
                 found = Some(v);
             } else {
-                others.push(pair);
+                if others.is_empty() {
+                    others.reserve(header.len());
+                } else {
+                    others.extend_from_slice(b"; ");
+                }
+                others.extend_from_slice(pair);
             }
         }
     }
@@ -65,7 +71,7 @@ pub fn scan<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Cook
         }
         _ => SessionCookie::Duplicate,
     };
-    let forwarded = (count > 0).then(|| others.join(&b"; "[..]));
+    let forwarded = (count > 0).then_some(others);
     CookieScan { session, forwarded }
 }
 

@@ -33,8 +33,15 @@ impl std::fmt::Debug for Signer {
     }
 }
 
+/// `s` as a JSON string. Most values (ids, names, audiences) need no escaping and are copied.
 fn json_string(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(out, s).expect("writing a JSON string to memory cannot fail");
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        serde_json::to_writer(out, s).expect("writing a JSON string to memory cannot fail");
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
 }
 
 impl Signer {

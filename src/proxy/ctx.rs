@@ -60,7 +60,7 @@ pub struct RequestCtx {
     /// Inbound headers removed from the protected namespace.
     pub stripped: usize,
     /// Backends this request already tried (a refused connection moves to the next).
-    pub tried: Vec<std::net::SocketAddr>,
+    pub tried: smallvec::SmallVec<[std::net::SocketAddr; 2]>,
 }
 
 impl RequestCtx {
@@ -76,7 +76,7 @@ impl RequestCtx {
             lookup: Lookup::Skipped,
             clear_cookie: false,
             stripped: 0,
-            tried: Vec::new(),
+            tried: smallvec::SmallVec::new(),
         }
     }
 

@@ -34,13 +34,18 @@ fn store_failure(e: StoreError) -> Box<Error> {
 }
 
 pub async fn run(response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
-    let parsed = control::parse(&response.headers);
     let internal: Vec<HeaderName> = response
         .headers
         .keys()
         .filter(|n| n.as_str().as_bytes().starts_with(PREFIX))
         .cloned()
         .collect();
+    // Most responses carry no header of the namespace, hence no control header to look up.
+    let parsed = if internal.is_empty() {
+        Ok(ControlRequest::default())
+    } else {
+        control::parse(&response.headers)
+    };
     for name in &internal {
         response.remove_header(name);
     }

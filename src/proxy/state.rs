@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::HeaderName;
 
 use crate::config::Config;
@@ -26,6 +27,10 @@ pub struct GatewayState {
     pub signer: Signer,
     pub cookies: CookieWriter,
     pub sessions: Sessions,
+    /// The assertion header's name as sent upstream, built once instead of per request.
+    pub assertion_name: Bytes,
+    /// The mapped identity headers' names, in `[identity.headers]` order.
+    pub mapped_names: Vec<Bytes>,
 }
 
 impl GatewayState {
@@ -49,7 +54,10 @@ impl GatewayState {
             .chain(std::iter::once("none"))
             .map(crate::metrics::RouteMetrics::new)
             .collect();
+        let name = |n: &HeaderName| Bytes::copy_from_slice(n.as_str().as_bytes());
         GatewayState {
+            assertion_name: name(&identity.assertion_header),
+            mapped_names: identity.headers.iter().map(|(n, _)| name(n)).collect(),
             routes: RouteTable::new(config.routes.clone()),
             route_labels,
             route_metrics,

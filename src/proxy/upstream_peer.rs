@@ -7,23 +7,43 @@ use pingora::{Error, ErrorType, Result};
 use super::ctx::RequestCtx;
 use crate::config::model::Affinity;
 use crate::cookie::SessionCookie;
+use crate::session::StoreKey;
 use crate::upstream::Pool;
 
-/// The bytes the pool hashes for this request, if it has any.
-fn affinity_key(pool: &Pool, ctx: &RequestCtx) -> Option<Vec<u8>> {
-    match pool.affinity {
+/// What the pool hashes for a request.
+enum AffinityKey<'a> {
+    Borrowed(&'a [u8]),
+    /// The store key of a cookie on a public route, which resolves no session.
+    Computed(StoreKey),
+    Rotating([u8; 8]),
+}
+
+impl AffinityKey<'_> {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            AffinityKey::Borrowed(b) => b,
+            AffinityKey::Computed(k) => k.as_str().as_bytes(),
+            AffinityKey::Rotating(b) => b,
+        }
+    }
+}
+
+/// The bytes the pool hashes for this request: its affinity key, or a rotating one.
+fn affinity_key<'a>(pool: &Pool, ctx: &'a RequestCtx) -> AffinityKey<'a> {
+    let key = match pool.affinity {
         Affinity::None => None,
         Affinity::Session => match (&ctx.session, &ctx.cookie) {
-            (Some(active), _) => Some(active.key.as_str().as_bytes().to_vec()),
+            (Some(active), _) => Some(AffinityKey::Borrowed(active.key.as_str().as_bytes())),
             // Public routes do not resolve the session; its id still pins the backend.
-            (None, SessionCookie::Valid(id)) => Some(id.store_key().as_str().as_bytes().to_vec()),
+            (None, SessionCookie::Valid(id)) => Some(AffinityKey::Computed(id.store_key())),
             _ => None,
         },
         Affinity::Sub => ctx
             .session
             .as_ref()
-            .map(|active| active.session.sub.as_bytes().to_vec()),
-    }
+            .map(|active| AffinityKey::Borrowed(active.session.sub.as_bytes())),
+    };
+    key.unwrap_or_else(|| AffinityKey::Rotating(pool.rotating_key()))
 }
 
 pub fn select(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -32,13 +52,14 @@ pub fn select(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         .route
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
     let pool = state.pools.get(state.routes.get(route).upstream);
-    let key = affinity_key(pool, ctx).unwrap_or_else(|| pool.rotating_key().to_vec());
-    let addr = pool.select(&key, &ctx.tried).ok_or_else(|| {
-        Error::explain(
-            ErrorType::ConnectNoRoute,
-            format!("no healthy backend left in upstream \"{}\"", pool.name),
-        )
-    })?;
+    let addr = pool
+        .select(affinity_key(pool, ctx).as_bytes(), &ctx.tried)
+        .ok_or_else(|| {
+            Error::explain(
+                ErrorType::ConnectNoRoute,
+                format!("no healthy backend left in upstream \"{}\"", pool.name),
+            )
+        })?;
     ctx.tried.push(addr);
     Ok(Box::new(HttpPeer::new(addr, false, String::new())))
 }

@@ -1,6 +1,7 @@
 //! The request as the upstream sees it: the session cookie taken out of `Cookie`, the signed
 //! assertion and the claim-mapped headers put in.
 
+use bytes::Bytes;
 use http::header::COOKIE;
 use http::HeaderValue;
 use pingora::http::RequestHeader;
@@ -12,16 +13,16 @@ use crate::session::lifecycle::now_ms;
 pub fn run(upstream_request: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
     // Ours, whatever the client sent: the id that joins the access log and the app's logs.
     let mut id = uuid::Uuid::encode_buffer();
+    let id = ctx.request_id.hyphenated().encode_lower(&mut id);
     upstream_request.insert_header(
-        "x-request-id",
-        ctx.request_id
-            .hyphenated()
-            .encode_lower(&mut id)
-            .to_string(),
+        Bytes::from_static(b"X-Request-Id"),
+        HeaderValue::from_str(id).expect("a UUID is a valid header value"),
     )?;
     if let Some(forwarded) = ctx.forwarded_cookie.take() {
-        upstream_request.remove_header(&COOKIE);
-        if !forwarded.is_empty() {
+        if forwarded.is_empty() {
+            upstream_request.remove_header(&COOKIE);
+        } else {
+            // Replaces every inbound Cookie header.
             upstream_request.insert_header(COOKIE, forwarded)?;
         }
     }
@@ -29,20 +30,19 @@ pub fn run(upstream_request: &mut RequestHeader, ctx: &mut RequestCtx) -> Result
         return Ok(());
     };
     let state = ctx.state();
-    let identity = &state.config.identity;
     let audience = &state.routes.get(route).audience;
     let token = state
         .signer
         .sign(&active.session, &active.key, audience, now_ms() / 1000);
-    upstream_request.insert_header(identity.assertion_header.clone(), token)?;
+    upstream_request.insert_header(state.assertion_name.clone(), token)?;
     // Values were rendered and sanitised when the session was prepared, in header order.
-    for ((name, _), value) in identity
-        .headers
+    for (name, value) in state
+        .mapped_names
         .iter()
         .zip(active.session.header_values.iter())
     {
         if let Some(value) = value {
-            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+            if let Ok(value) = HeaderValue::from_str(value) {
                 upstream_request.insert_header(name.clone(), value)?;
             }
         }

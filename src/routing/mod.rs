@@ -6,6 +6,8 @@ mod path;
 
 pub use path::{normalize_path, PathError};
 
+use std::borrow::Cow;
+
 use crate::config::model::{HostPattern, RouteSettings};
 
 /// The routes of one configuration, ready to match requests.
@@ -60,7 +62,7 @@ fn prefix_matches(prefix: &[u8], path: &[u8]) -> bool {
 }
 
 /// The host a request is for: the Host header (or the URI authority), lower case, without port.
-pub fn request_host(host_header: Option<&[u8]>, uri_host: Option<&str>) -> String {
+pub fn request_host<'a>(host_header: Option<&'a [u8]>, uri_host: Option<&'a str>) -> Cow<'a, str> {
     let raw = host_header
         .and_then(|h| std::str::from_utf8(h).ok())
         .or(uri_host)
@@ -70,7 +72,12 @@ pub fn request_host(host_header: Option<&[u8]>, uri_host: Option<&str>) -> Strin
     } else {
         raw.rsplit_once(':').map_or(raw, |(h, _)| h)
     };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    let host = without_port.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Path normalisation for route matching. The upstream still receives the path as sent; this
 //! form only decides which route (and so which auth policy) applies.
 
+use std::borrow::Cow;
+
 /// Why a request path is refused outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -17,13 +19,20 @@ pub enum PathError {
 /// Percent-decodes the path (query removed), collapses repeated slashes, and refuses dot
 /// segments, backslashes and control characters, encoded or not: these are the forms that
 /// upstreams disagree on, and disagreement is how auth proxies get bypassed.
-pub fn normalize_path(path_and_query: &[u8]) -> Result<Vec<u8>, PathError> {
+/// A path that needs no decoding or folding (the common case) is borrowed, not copied.
+pub fn normalize_path(path_and_query: &[u8]) -> Result<Cow<'_, [u8]>, PathError> {
     let path = match path_and_query.iter().position(|b| *b == b'?') {
         Some(q) => &path_and_query[..q],
         None => path_and_query,
     };
     if path.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
+    }
+    if !path.contains(&b'%') && !path.windows(2).any(|w| w == b"//") {
+        if path.iter().any(|&b| forbidden(b)) {
+            return Err(PathError::ForbiddenByte);
+        }
+        return refuse_dot_segments(Cow::Borrowed(path));
     }
     let mut out = Vec::with_capacity(path.len());
     let mut i = 0;
@@ -39,7 +48,7 @@ pub fn normalize_path(path_and_query: &[u8]) -> Result<Vec<u8>, PathError> {
         } else {
             i += 1;
         }
-        if b == b'\\' || b < 0x20 || b == 0x7f {
+        if forbidden(b) {
             return Err(PathError::ForbiddenByte);
         }
         if b == b'/' && out.last() == Some(&b'/') {
@@ -47,13 +56,21 @@ pub fn normalize_path(path_and_query: &[u8]) -> Result<Vec<u8>, PathError> {
         }
         out.push(b);
     }
-    if out
+    refuse_dot_segments(Cow::Owned(out))
+}
+
+fn forbidden(b: u8) -> bool {
+    b == b'\\' || b < 0x20 || b == 0x7f
+}
+
+fn refuse_dot_segments(path: Cow<'_, [u8]>) -> Result<Cow<'_, [u8]>, PathError> {
+    if path
         .split(|b| *b == b'/')
         .any(|seg| seg == b"." || seg == b"..")
     {
         return Err(PathError::DotSegment);
     }
-    Ok(out)
+    Ok(path)
 }
 
 fn decode_hex(b: u8) -> Option<u8> {
@@ -71,15 +88,15 @@ mod tests {
 
     #[test]
     fn plain_paths_pass_through() {
-        assert_eq!(normalize_path(b"/app/x?y=1").unwrap(), b"/app/x");
-        assert_eq!(normalize_path(b"/").unwrap(), b"/");
+        assert_eq!(normalize_path(b"/app/x?y=1").unwrap().as_ref(), b"/app/x");
+        assert_eq!(normalize_path(b"/").unwrap().as_ref(), b"/");
     }
 
     #[test]
     fn encodings_and_double_slashes_are_folded() {
-        assert_eq!(normalize_path(b"/ad%6din").unwrap(), b"/admin");
-        assert_eq!(normalize_path(b"//admin//x").unwrap(), b"/admin/x");
-        assert_eq!(normalize_path(b"/a%2Fb").unwrap(), b"/a/b");
+        assert_eq!(normalize_path(b"/ad%6din").unwrap().as_ref(), b"/admin");
+        assert_eq!(normalize_path(b"//admin//x").unwrap().as_ref(), b"/admin/x");
+        assert_eq!(normalize_path(b"/a%2Fb").unwrap().as_ref(), b"/a/b");
     }
 
     #[test]
@@ -105,7 +122,7 @@ mod tests {
     #[test]
     fn dots_inside_names_are_fine() {
         assert_eq!(
-            normalize_path(b"/a/.well-known/x..y").unwrap(),
+            normalize_path(b"/a/.well-known/x..y").unwrap().as_ref(),
             b"/a/.well-known/x..y"
         );
     }

@@ -44,7 +44,12 @@ impl SessionId {
 
     /// The key the store knows this session by.
     pub fn store_key(&self) -> StoreKey {
-        StoreKey(URL_SAFE_NO_PAD.encode(Sha256::digest(self.encode().as_bytes())))
+        let mut encoded = [0u8; ENCODED_LEN];
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(self.0, &mut encoded)
+            .expect("32 bytes encode to 43 characters");
+        debug_assert_eq!(written, ENCODED_LEN);
+        StoreKey(URL_SAFE_NO_PAD.encode(Sha256::digest(encoded)))
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,8 @@ pub struct Pool {
     rotation: AtomicU64,
     failure_hold: Duration,
     failures: Mutex<HashMap<SocketAddr, Instant>>,
+    /// Whether `failures` ever held anything: until then a selection takes no lock.
+    any_failure: AtomicBool,
 }
 
 fn inet(backend: &Backend) -> Option<SocketAddr> {
@@ -73,6 +75,7 @@ impl Pool {
             rotation: AtomicU64::new(0),
             failure_hold: interval.unwrap_or(DEFAULT_FAILURE_HOLD),
             failures: Mutex::new(HashMap::new()),
+            any_failure: AtomicBool::new(false),
         }
     }
 
@@ -87,6 +90,9 @@ impl Pool {
     }
 
     fn recently_failed(&self, addr: &SocketAddr) -> bool {
+        if !self.any_failure.load(Ordering::Acquire) {
+            return false;
+        }
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures
             .get(addr)
@@ -97,6 +103,7 @@ impl Pool {
     pub fn mark_failed(&self, addr: SocketAddr) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.insert(addr, Instant::now());
+        self.any_failure.store(true, Ordering::Release);
     }
 
     /// A key for a request without affinity: rotating, so such requests spread over the ring.

@@ -243,3 +243,24 @@ async fn flushed_entries_are_no_hits_but_remain_for_stale_serving() {
         "trusted again only after a fresh read"
     );
 }
+
+#[test]
+fn keys_spread_evenly_over_the_shards() {
+    let cache = SessionCache::new(settings());
+    let mut counts = [0usize; SHARDS];
+    for _ in 0..16_000 {
+        let k = key();
+        let shard = cache.shard(&k);
+        let index = cache
+            .shards
+            .iter()
+            .position(|s| std::ptr::eq(s, shard))
+            .unwrap();
+        counts[index] += 1;
+    }
+    // 1,000 expected per shard; the standard deviation is about 31.
+    assert!(
+        counts.iter().all(|&n| (800..1200).contains(&n)),
+        "{counts:?}"
+    );
+}
