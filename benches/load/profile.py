@@ -11,9 +11,11 @@ a light wrk load (1 thread, 8 connections) after a warm-up, while a profiler rec
                      it costs natively.
   --tool perf        perf sampling on the cpu-clock software event (kernel included, real time,
                      but as noisy as the machine).
+  --tool strace      system calls per request, by name (strace -c; slows the process down, but
+                     the counts are exact).
 
-It prints the cost per request by category for each system, then the functions whose cost per
-request grew most from c to d. Run it after benches/load/run.sh has installed the tools:
+It prints the cost per request by category (system call, for strace) for each system, then the
+functions whose cost per request grew most between two systems (--compare, default c,d). Run it after benches/load/run.sh has installed the tools:
 
   python3 benches/load/profile.py --tool callgrind
 """
@@ -37,7 +39,7 @@ PERF_HZ = 4999
 
 # First match wins: (category, pattern over the symbol; the kernel is matched by object).
 CATEGORIES = [
-    ("malloc/free", r"^(_int_malloc|_int_free|malloc|cfree|free|realloc|_int_realloc|malloc_consolidate|unlink_chunk)"),
+    ("malloc/free", r"^(_int_malloc|_int_free|malloc|cfree|free|realloc|_int_realloc|malloc_consolidate|unlink_chunk|_?mi_)"),
     ("memcpy/memcmp", r"mem(move|cpy|cmp|set)"),
     ("access log (tracing, formatting)", r"tracing|nu_ansi_term|core::fmt|fmt::Write|pad_integral|flt2dec|grisu|Visit|<str as core::fmt|write_char|Formatter"),
     ("SHA-256, HMAC, base64", r"sha2|hmac|digest|base64"),
@@ -97,13 +99,25 @@ def perf_self_costs(path):
     return costs
 
 
+def strace_counts(path):
+    """Calls per system call from an `strace -c` summary."""
+    costs = collections.Counter()
+    for line in Path(path).read_text().splitlines():
+        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
+        if m and m.group(2) != "total":
+            costs[(m.group(2), True)] += int(m.group(1))
+    return costs
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tool", choices=["callgrind", "perf"], default="callgrind")
+    parser.add_argument("--tool", choices=["callgrind", "perf", "strace"], default="callgrind")
     parser.add_argument("--systems", default="c,f,d,e")
     parser.add_argument("--seconds", type=int, default=20, help="measured load per system")
     parser.add_argument("--sessions", type=int, default=2000)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--compare", default="c,d", help="the two systems whose functions are compared")
+    parser.add_argument("--keep", action="store_true", help="keep the profiles (the directory is printed)")
     args = parser.parse_args()
     systems = args.systems.split(",")
 
@@ -158,6 +172,14 @@ def main():
                 result = load.run(ports[s], args.seconds, cookie_file, "uniform", path)
                 subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, stdout=subprocess.DEVNULL)
                 costs[s] = callgrind_self_costs(f"{output}.1")
+            elif args.tool == "strace":
+                tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(proc.pid), "-o", str(output)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
+                result = load.run(ports[s], args.seconds, cookie_file, "uniform", path)
+                tracer.send_signal(signal.SIGINT)
+                tracer.wait()
+                costs[s] = strace_counts(output)
             else:
                 perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", str(PERF_HZ), "-p", str(proc.pid),
                                          "-o", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -174,31 +196,40 @@ def main():
             proc.wait(timeout=60)
     finally:
         procs.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            h.log(f"profiles kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
-    unit, scale = ("k instructions", 1e-3) if args.tool == "callgrind" else ("µs CPU", 1e6 / PERF_HZ)
+    unit, scale = {
+        "callgrind": ("k instructions", 1e-3),
+        "perf": ("µs CPU", 1e6 / PERF_HZ),
+        "strace": ("system calls", 1),
+    }[args.tool]
     per_req = {s: {k: v * scale / requests[s] for k, v in costs[s].items()} for s in systems}
+    digits = 3 if args.tool == "strace" else 1
     table = collections.defaultdict(lambda: collections.Counter())
     for s in systems:
         for (symbol, kernel), v in per_req[s].items():
-            table[category(symbol, kernel)][s] += v
+            table[symbol if args.tool == "strace" else category(symbol, kernel)][s] += v
     print(f"\nPer request, {unit} ({args.tool}; {' '.join(f'{s}={requests[s]}' for s in systems)} requests):\n")
     print("| category | " + " | ".join(f"{s} {h.SYSTEMS[s]}" for s in systems) + " |")
     print("|---|" + "---:|" * len(systems))
     last = systems[-2] if len(systems) > 1 else systems[0]
     for name, row in sorted(table.items(), key=lambda kv: -kv[1][last]):
-        print(f"| {name} | " + " | ".join(f"{row[s]:.1f}" for s in systems) + " |")
-    print("| total | " + " | ".join(f"{sum(r[s] for r in table.values()):.1f}" for s in systems) + " |")
-    if "c" in systems and "d" in systems:
-        keys = set(per_req["c"]) | set(per_req["d"])
-        grown = sorted(keys, key=lambda k: per_req["c"].get(k, 0) - per_req["d"].get(k, 0))
-        print(f"\nFunctions whose cost grew most from c to d ({unit} per request, self cost):\n")
-        print("| d − c | d | c | function |")
+        print(f"| {name} | " + " | ".join(f"{row[s]:.{digits}f}" for s in systems) + " |")
+    print("| total | " + " | ".join(f"{sum(r[s] for r in table.values()):.{digits}f}" for s in systems) + " |")
+    base, other = args.compare.split(",")
+    if base in systems and other in systems:
+        keys = set(per_req[base]) | set(per_req[other])
+        grown = sorted(keys, key=lambda k: per_req[base].get(k, 0) - per_req[other].get(k, 0))
+        print(f"\nFunctions whose cost grew most from {base} to {other} ({unit} per request, self cost):\n")
+        print(f"| {other} − {base} | {other} | {base} | function |")
         print("|---:|---:|---:|---|")
         for k in grown[: args.top]:
-            d, c = per_req["d"].get(k, 0), per_req["c"].get(k, 0)
+            o, b = per_req[other].get(k, 0), per_req[base].get(k, 0)
             name = ("[kernel] " if k[1] else "") + k[0]
-            print(f"| {d - c:+.2f} | {d:.2f} | {c:.2f} | `{name[:110]}` |")
+            print(f"| {o - b:+.2f} | {o:.2f} | {b:.2f} | `{name[:110]}` |")
     return 0
 
 
