@@ -76,6 +76,46 @@ fn escaped(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
+thread_local! {
+    /// The last whole second written, and its `YYYY-MM-DDTHH:MM:SS` form.
+    static SECOND: RefCell<(u64, [u8; 19])> = const { RefCell::new((u64::MAX, [0; 19])) };
+}
+
+/// `2026-11-22T10:00:00.123456Z`; the date and time are formatted once per second per thread.
+fn timestamp(out: &mut Vec<u8>, at: SystemTime) {
+    let since = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != secs {
+            let full = humantime::format_rfc3339_seconds(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            )
+            .to_string();
+            text.copy_from_slice(&full.as_bytes()[..19]);
+            *cached = secs;
+        }
+        out.extend_from_slice(text.as_slice());
+    });
+    let mut micros = since.subsec_micros();
+    let mut digits = [b'0'; 6];
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    out.push(b'.');
+    out.extend_from_slice(&digits);
+    out.push(b'Z');
+}
+
+/// A value known to need no escaping (static names, base64, HTTP tokens), quoted.
+fn plain(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
 fn quoted(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     escaped(out, s);
@@ -122,21 +162,23 @@ impl Entry<'_> {
         let error = error.as_deref().unwrap_or("");
         match format {
             Format::Text => {
-                let _ = write!(
-                    Buf(out),
-                    "{}  INFO {TARGET}: request request_id={request_id} method={} path=",
-                    humantime::format_rfc3339_micros(self.timestamp),
-                    self.method,
-                );
+                timestamp(out, self.timestamp);
+                out.extend_from_slice(b"  INFO ");
+                out.extend_from_slice(TARGET.as_bytes());
+                out.extend_from_slice(b": request request_id=");
+                out.extend_from_slice(request_id.as_bytes());
+                out.extend_from_slice(b" method=");
+                out.extend_from_slice(self.method.as_bytes());
+                out.extend_from_slice(b" path=");
                 quoted(out, self.path);
                 out.extend_from_slice(b" status=");
                 number(out, self.status);
                 out.extend_from_slice(b" route=");
                 quoted(out, self.route);
                 out.extend_from_slice(b" lookup=");
-                quoted(out, self.lookup);
+                plain(out, self.lookup);
                 out.extend_from_slice(b" session=");
-                quoted(out, self.session);
+                plain(out, self.session);
                 if let Some(sub) = self.sub {
                     out.extend_from_slice(b" sub=");
                     quoted(out, sub);
@@ -149,12 +191,14 @@ impl Entry<'_> {
                 quoted(out, error);
             }
             Format::Json => {
-                let _ = write!(
-                    Buf(out),
-                    "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"fields\":{{\"message\":\"request\",\"request_id\":\"{request_id}\",\"method\":",
-                    humantime::format_rfc3339_micros(self.timestamp),
+                out.extend_from_slice(b"{\"timestamp\":\"");
+                timestamp(out, self.timestamp);
+                out.extend_from_slice(
+                    b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"request_id\":\"",
                 );
-                quoted(out, self.method);
+                out.extend_from_slice(request_id.as_bytes());
+                out.extend_from_slice(b"\",\"method\":");
+                plain(out, self.method);
                 out.extend_from_slice(b",\"path\":");
                 quoted(out, self.path);
                 out.extend_from_slice(b",\"status\":");
@@ -162,9 +206,9 @@ impl Entry<'_> {
                 out.extend_from_slice(b",\"route\":");
                 quoted(out, self.route);
                 out.extend_from_slice(b",\"lookup\":");
-                quoted(out, self.lookup);
+                plain(out, self.lookup);
                 out.extend_from_slice(b",\"session\":");
-                quoted(out, self.session);
+                plain(out, self.session);
                 if let Some(sub) = self.sub {
                     out.extend_from_slice(b",\"sub\":");
                     quoted(out, sub);
@@ -360,6 +404,22 @@ mod tests {
         assert!(line.contains(" sub=\"alice\" "), "{line}");
         assert!(line.ends_with(" error=\"line\\nbreak\"\n"), "{line}");
         assert_eq!(line.lines().count(), 1);
+    }
+
+    #[test]
+    fn timestamps_follow_the_clock_across_seconds() {
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        for (offset_micros, text) in [
+            (7, "2026-11-18T11:06:40.000007Z"),
+            (999_999, "2026-11-18T11:06:40.999999Z"),
+            (1_000_000, "2026-11-18T11:06:41.000000Z"),
+            (86_400_000_000, "2026-11-19T11:06:40.000000Z"),
+            (5, "2026-11-18T11:06:40.000005Z"),
+        ] {
+            let mut out = Vec::new();
+            timestamp(&mut out, base + Duration::from_micros(offset_micros));
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
     }
 
     #[test]

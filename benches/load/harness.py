@@ -328,7 +328,8 @@ def nginx_proxy_conf(workdir, port, upstream_port):
     )
 
 
-def sessiongate_conf(workdir, name, port, admin_port, redis_port, upstream_port, cache, max_entries):
+def sessiongate_conf(workdir, name, port, admin_port, redis_port, upstream_port, cache, max_entries,
+                     command_timeout=None):
     if cache:
         cache_section = f"""[cache]
 enabled = true
@@ -357,6 +358,7 @@ shutdown_grace = "1s"
 kind = "redis"
 url = "redis://127.0.0.1:{redis_port}/0"
 key_prefix = "sg:"
+{f'# The debug build is far slower than the default 50ms allows for under full load.{chr(10)}command_timeout = "{command_timeout}"' if command_timeout else '# command_timeout: the default (50ms).'}
 
 {cache_section}
 [identity]
@@ -558,7 +560,8 @@ def run(args, mode, exes, workdir, procs, started):
     max_entries = total_sessions + 10_000
     for name, cache in (("d", True), ("e", False), ("f", True)):
         conf = sessiongate_conf(workdir, f"sessiongate-{name}", ports[name], ports[f"{name}-admin"],
-                                ports["redis"], ports["upstream"], cache, max_entries)
+                                ports["redis"], ports["upstream"], cache, max_entries,
+                                command_timeout="1s" if args.dev else None)
         subprocess.run([exes["sessiongate"], "--check", str(conf)], check=True, stdout=subprocess.DEVNULL)
         procs.start(f"sessiongate-{name}", [exes["sessiongate"], "--config", str(conf)], signal.SIGINT)
     for k in ("b", "c", "d", "e", "f"):

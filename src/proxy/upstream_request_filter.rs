@@ -34,7 +34,9 @@ pub fn run(upstream_request: &mut RequestHeader, ctx: &mut RequestCtx) -> Result
     let token = state
         .signer
         .sign(&active.session, &active.key, audience, now_ms() / 1000);
-    upstream_request.insert_header(state.assertion_name.clone(), token)?;
+    // Appended, not inserted: request_filter removed every inbound header of the protected
+    // namespace (the assertion and mapped headers included), so there is nothing to replace.
+    upstream_request.append_header(state.assertion_name.clone(), token)?;
     // Values were rendered and sanitised when the session was prepared, in header order.
     for (name, value) in state
         .mapped_names
@@ -43,7 +45,7 @@ pub fn run(upstream_request: &mut RequestHeader, ctx: &mut RequestCtx) -> Result
     {
         if let Some(value) = value {
             if let Ok(value) = HeaderValue::from_str(value) {
-                upstream_request.insert_header(name.clone(), value)?;
+                upstream_request.append_header(name.clone(), value)?;
             }
         }
     }

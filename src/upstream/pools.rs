@@ -36,6 +36,8 @@ pub struct Pool {
     failures: Mutex<HashMap<SocketAddr, Instant>>,
     /// Whether `failures` ever held anything: until then a selection takes no lock.
     any_failure: AtomicBool,
+    /// The backend of a one-backend pool: nothing to hash or walk.
+    single: Option<(Backend, SocketAddr)>,
 }
 
 fn inet(backend: &Backend) -> Option<SocketAddr> {
@@ -65,6 +67,15 @@ impl Pool {
             }
         };
         balancer.health_check_frequency = interval;
+        let single = match settings.backends.as_slice() {
+            [only] => balancer
+                .backends()
+                .get_backend()
+                .iter()
+                .next()
+                .map(|b| (b.clone(), *only)),
+            _ => None,
+        };
         balancer.parallel_health_check = true;
         Pool {
             name: settings.name.clone(),
@@ -76,6 +87,7 @@ impl Pool {
             failure_hold: interval.unwrap_or(DEFAULT_FAILURE_HOLD),
             failures: Mutex::new(HashMap::new()),
             any_failure: AtomicBool::new(false),
+            single,
         }
     }
 
@@ -114,6 +126,11 @@ impl Pool {
     /// The backend for `key`, skipping unhealthy ones and those in `tried`; backends that
     /// recently refused a connection are used only when nothing else is left.
     pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<SocketAddr> {
+        if let Some((backend, addr)) = &self.single {
+            // A refused connection only ranks a backend last; alone, it is still the one.
+            let ready = self.balancer.backends().ready(backend);
+            return (ready && !tried.contains(addr)).then_some(*addr);
+        }
         let untried = |b: &Backend| inet(b).is_some_and(|a| !tried.contains(&a));
         self.balancer
             .select_with(key, MAX_ITERATIONS, |b, healthy| {
@@ -176,6 +193,19 @@ mod tests {
             affinity: Affinity::Session,
             health: HealthCheck::None,
         })
+    }
+
+    #[test]
+    fn a_single_backend_is_chosen_without_hashing_until_tried() {
+        let p = pool(1);
+        let only = SocketAddr::from(([127, 0, 0, 1], 8000));
+        assert!(p.single.is_some());
+        assert_eq!(p.select(b"any", &[]), Some(only));
+        assert_eq!(p.select(&p.rotating_key(), &[]), Some(only));
+        p.mark_failed(only);
+        assert_eq!(p.select(b"any", &[]), Some(only), "the last resort");
+        assert_eq!(p.select(b"any", &[only]), None, "already tried");
+        assert!(pool(2).single.is_none());
     }
 
     #[test]
