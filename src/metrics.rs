@@ -176,7 +176,7 @@ impl Metrics {
             sessions_active: gauge(
                 &r,
                 "sessiongate_sessions_active",
-                "Sessions in the store, sampled in the background.",
+                "Sessions in the store, sampled in the background (Redis: exact up to about 10,000 keys per node, estimated from a sample of them beyond).",
             ),
             store_duration: histogram_vec(
                 &r,

@@ -80,8 +80,8 @@ impl BackgroundService for InvalidationService {
     }
 }
 
-/// Samples the number of sessions in the store for `sessiongate_sessions_active`: a scan in
-/// the background, so requests never pay for it.
+/// Samples the number of sessions in the store for `sessiongate_sessions_active`: a bounded
+/// scan in the background, so requests never pay for it.
 struct ActiveSessionsSampler {
     store: Arc<dyn SessionStore>,
     interval: Duration,

@@ -619,3 +619,39 @@ async fn a_dead_redis_fails_fast_with_a_typed_error() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(store.ping().await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_counts_sessions_exactly_when_few_and_from_a_sample_when_many() {
+    let server = RedisServer::start();
+    let store = redis_store(&server, RecordFormat::MessagePack);
+    let sessions = Sessions::new(store.clone(), settings(RecordFormat::MessagePack));
+    for sub in ["alice", "bob", "carol"] {
+        let login = Login {
+            sub: sub.into(),
+            claims: claims(json!({})),
+        };
+        sessions.login(None, &login, now_ms()).await.unwrap();
+    }
+    let mut conn = server.connection();
+    let mut pipe = redis::pipe();
+    for i in 0..5 {
+        pipe.set(format!("other:{i}"), "x").ignore();
+    }
+    pipe.query::<()>(&mut conn).unwrap();
+    // 3 sessions, 3 user sets, 5 other keys: the whole keyspace is scanned, exactly.
+    assert_eq!(store.count(now_ms()).await.unwrap(), 3);
+
+    // 60,011 keys, half of them sessions: more than the sample reads.
+    let mut pipe = redis::pipe();
+    for i in 0..30_000 {
+        pipe.set(format!("sg:s:filler{i}"), "x").ignore();
+        pipe.set(format!("other:filler{i}"), "x").ignore();
+    }
+    pipe.query::<()>(&mut conn).unwrap();
+    let estimate = store.count(now_ms()).await.unwrap();
+    // About 10,000 keys sampled: one standard deviation is about 300 sessions.
+    assert!(
+        (27_000..33_000).contains(&estimate),
+        "estimated {estimate} sessions for 30,003"
+    );
+}
