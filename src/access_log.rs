@@ -149,6 +149,39 @@ impl std::fmt::Write for Buf<'_> {
     }
 }
 
+/// Writes `name=value` pairs (text) or `"name":value` members (JSON) into one line.
+struct Fields<'a> {
+    out: &'a mut Vec<u8>,
+    json: bool,
+}
+
+impl Fields<'_> {
+    fn name(&mut self, name: &str) -> &mut Vec<u8> {
+        if self.json {
+            self.out.extend_from_slice(b",\"");
+            self.out.extend_from_slice(name.as_bytes());
+            self.out.extend_from_slice(b"\":");
+        } else {
+            self.out.push(b' ');
+            self.out.extend_from_slice(name.as_bytes());
+            self.out.push(b'=');
+        }
+        self.out
+    }
+
+    /// A value that needs no escaping: bare in text (as `tracing` writes `%` fields), a
+    /// string in JSON.
+    fn token(&mut self, name: &str, value: &str) {
+        let json = self.json;
+        let out = self.name(name);
+        if json {
+            plain(out, value);
+        } else {
+            out.extend_from_slice(value.as_bytes());
+        }
+    }
+}
+
 impl Entry<'_> {
     /// Appends the line, newline included.
     pub fn write(&self, format: Format, out: &mut Vec<u8>) {
@@ -160,69 +193,35 @@ impl Entry<'_> {
             s
         });
         let error = error.as_deref().unwrap_or("");
-        match format {
-            Format::Text => {
-                timestamp(out, self.timestamp);
-                out.extend_from_slice(b"  INFO ");
-                out.extend_from_slice(TARGET.as_bytes());
-                out.extend_from_slice(b": request request_id=");
-                out.extend_from_slice(request_id.as_bytes());
-                out.extend_from_slice(b" method=");
-                out.extend_from_slice(self.method.as_bytes());
-                out.extend_from_slice(b" path=");
-                quoted(out, self.path);
-                out.extend_from_slice(b" status=");
-                number(out, self.status);
-                out.extend_from_slice(b" route=");
-                quoted(out, self.route);
-                out.extend_from_slice(b" lookup=");
-                plain(out, self.lookup);
-                out.extend_from_slice(b" session=");
-                plain(out, self.session);
-                if let Some(sub) = self.sub {
-                    out.extend_from_slice(b" sub=");
-                    quoted(out, sub);
-                }
-                out.extend_from_slice(b" stripped=");
-                number(out, self.stripped);
-                out.extend_from_slice(b" duration_ms=");
-                millis(out, self.duration);
-                out.extend_from_slice(b" error=");
-                quoted(out, error);
-            }
-            Format::Json => {
-                out.extend_from_slice(b"{\"timestamp\":\"");
-                timestamp(out, self.timestamp);
-                out.extend_from_slice(
-                    b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"request_id\":\"",
-                );
-                out.extend_from_slice(request_id.as_bytes());
-                out.extend_from_slice(b"\",\"method\":");
-                plain(out, self.method);
-                out.extend_from_slice(b",\"path\":");
-                quoted(out, self.path);
-                out.extend_from_slice(b",\"status\":");
-                number(out, self.status);
-                out.extend_from_slice(b",\"route\":");
-                quoted(out, self.route);
-                out.extend_from_slice(b",\"lookup\":");
-                plain(out, self.lookup);
-                out.extend_from_slice(b",\"session\":");
-                plain(out, self.session);
-                if let Some(sub) = self.sub {
-                    out.extend_from_slice(b",\"sub\":");
-                    quoted(out, sub);
-                }
-                out.extend_from_slice(b",\"stripped\":");
-                number(out, self.stripped);
-                out.extend_from_slice(b",\"duration_ms\":");
-                millis(out, self.duration);
-                out.extend_from_slice(b",\"error\":");
-                quoted(out, error);
-                out.extend_from_slice(b"},\"target\":\"");
-                out.extend_from_slice(TARGET.as_bytes());
-                out.extend_from_slice(b"\"}");
-            }
+        let json = format == Format::Json;
+        if json {
+            out.extend_from_slice(b"{\"timestamp\":\"");
+            timestamp(out, self.timestamp);
+            out.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\"");
+        } else {
+            timestamp(out, self.timestamp);
+            out.extend_from_slice(b"  INFO ");
+            out.extend_from_slice(TARGET.as_bytes());
+            out.extend_from_slice(b": request");
+        }
+        let mut f = Fields { out, json };
+        f.token("request_id", request_id);
+        f.token("method", self.method);
+        quoted(f.name("path"), self.path);
+        number(f.name("status"), self.status);
+        quoted(f.name("route"), self.route);
+        plain(f.name("lookup"), self.lookup);
+        plain(f.name("session"), self.session);
+        if let Some(sub) = self.sub {
+            quoted(f.name("sub"), sub);
+        }
+        number(f.name("stripped"), self.stripped);
+        millis(f.name("duration_ms"), self.duration);
+        quoted(f.name("error"), error);
+        if json {
+            out.extend_from_slice(b"},\"target\":\"");
+            out.extend_from_slice(TARGET.as_bytes());
+            out.extend_from_slice(b"\"}");
         }
         out.push(b'\n');
     }
