@@ -133,6 +133,18 @@ fn benches(c: &mut Criterion) {
     c.bench_function("assertion_sign_200B", |b| {
         b.iter(|| signer.sign(black_box(&prepared), &key, "app", 1_700_000_000))
     });
+    // The same session again within the second: the per-thread memo answers.
+    c.bench_function("assertion_memo_hit_200B", |b| {
+        b.iter(|| signer.header_value(black_box(&prepared), &key, "app", 1_700_000_000))
+    });
+    // A different second every time: signing plus the memo's bookkeeping.
+    let mut second = 1_700_000_000;
+    c.bench_function("assertion_memo_miss_200B", |b| {
+        b.iter(|| {
+            second += 1;
+            signer.header_value(black_box(&prepared), &key, "app", second)
+        })
+    });
     c.bench_function("prepare_session_200B", |b| {
         b.iter(|| {
             PreparedSession::new(

@@ -33,9 +33,21 @@ async fn status(http: &reqwest::Client, proxy: &Proxy, cookie: &str) -> StatusCo
 
 /// Client ids of the invalidation connections, from `CLIENT LIST`.
 fn invalidation_clients(redis: &mut redis::Connection) -> Vec<u64> {
+    tracking_clients(redis, false)
+}
+
+/// The invalidation connections; with `tracking`, only those whose `CLIENT TRACKING` is on
+/// (flag `t`), after which their instance caches.
+fn tracking_clients(redis: &mut redis::Connection, tracking: bool) -> Vec<u64> {
     let list: String = redis::cmd("CLIENT").arg("LIST").query(redis).unwrap();
     list.lines()
         .filter(|l| l.contains(&format!("name={CLIENT_NAME} ")))
+        .filter(|l| {
+            !tracking
+                || l.split_whitespace()
+                    .find_map(|f| f.strip_prefix("flags="))
+                    .is_some_and(|flags| flags.contains('t'))
+        })
         .filter_map(|l| {
             l.split_whitespace()
                 .find_map(|f| f.strip_prefix("id="))?
@@ -45,17 +57,21 @@ fn invalidation_clients(redis: &mut redis::Connection) -> Vec<u64> {
         .collect()
 }
 
-async fn wait_for_invalidation_client(redis: &RedisServer) -> Vec<u64> {
+/// Waits until `n` instances follow invalidations; returns their connections' ids.
+async fn wait_for_invalidation_clients(redis: &RedisServer, n: usize) -> Vec<u64> {
     let mut conn = redis.connection();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let ids = invalidation_clients(&mut conn);
-        if !ids.is_empty() {
+        let ids = tracking_clients(&mut conn, true);
+        if ids.len() >= n {
+            // The instance enables its cache as soon as the TRACKING reply is read.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             return ids;
         }
         assert!(
             Instant::now() < deadline,
-            "no invalidation connection appeared"
+            "{} of {n} invalidation connections appeared",
+            ids.len()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -73,7 +89,7 @@ async fn a_logout_on_one_instance_is_refused_by_another_within_a_second() {
         c.cache = Some("max_staleness = \"60s\"".into());
         c
     });
-    wait_for_invalidation_client(fx.redis()).await;
+    wait_for_invalidation_clients(fx.redis(), 2).await;
     let cookie = fx.login("alice").await;
     // Instance 2 reads the session once, then serves it from its cache.
     assert_eq!(status(&fx.http, &other, &cookie).await, StatusCode::OK);
@@ -109,16 +125,8 @@ async fn a_thousand_concurrent_requests_for_an_uncached_session_read_the_store_o
     let cookie = fx.login("alice").await;
     // A second instance has never seen this session.
     let other = Arc::new(second_instance(&fx, |c| c));
-    wait_for_invalidation_client(fx.redis()).await;
     // Both invalidation connections up before counting.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while invalidation_clients(&mut fx.redis().connection()).len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "second instance never followed invalidations"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_invalidation_clients(fx.redis(), 2).await;
     let before = fx.redis().command_calls("get");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1000)
@@ -149,7 +157,7 @@ async fn a_thousand_concurrent_requests_for_an_uncached_session_read_the_store_o
 async fn losing_the_invalidation_connection_flushes_and_disables_the_cache() {
     let fx = Fixture::start(MSGPACK, |c| c).await;
     let redis = fx.redis();
-    let ids = wait_for_invalidation_client(redis).await;
+    let ids = wait_for_invalidation_clients(redis, 1).await;
     let cookie = fx.login("alice").await;
     let mut admin = redis.connection();
     // Cached: repeated requests do not read the store.

@@ -6,18 +6,44 @@
 //! claims arrive already serialised (see `PreparedSession`), so the payload is written in one
 //! pass with no JSON tree built per request.
 
+use std::cell::RefCell;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use http::HeaderValue;
 use sha2::Sha256;
 
 use crate::session::{PreparedSession, StoreKey};
 
+/// Gives every signer its own id, so a memo never serves a token of another configuration.
+static SIGNERS: AtomicU64 = AtomicU64::new(1);
+
+/// Slots of the per-thread memo of signed assertions.
+const MEMO_SLOTS: usize = 64;
+
+/// A token signed earlier in the same second for the same session version and audience: the
+/// very bytes signing again would give.
+struct Memo {
+    signer: u64,
+    second: u64,
+    version: u64,
+    key: [u8; crate::session::id::ENCODED_LEN],
+    audience: String,
+    token: HeaderValue,
+}
+
+thread_local! {
+    static MEMO: RefCell<Vec<Option<Memo>>> = RefCell::new((0..MEMO_SLOTS).map(|_| None).collect());
+}
+
 /// Signs assertions with one HS256 key.
 #[derive(Clone)]
 pub struct Signer {
+    id: u64,
     /// `{"iss":"<issuer>"`: the payload's fixed start.
     payload_start: Vec<u8>,
     ttl_secs: u64,
@@ -51,6 +77,7 @@ impl Signer {
         let mut payload_start = b"{\"iss\":".to_vec();
         json_string(&mut payload_start, issuer);
         Signer {
+            id: SIGNERS.fetch_add(1, Ordering::Relaxed),
             payload_start,
             ttl_secs,
             encoded_header: URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -89,6 +116,66 @@ impl Signer {
             _ => out.push(b'}'),
         }
         out
+    }
+
+    /// The token for this session at `now_secs`, as a header value. The tokens of a second
+    /// are all alike, so each thread keeps the last one signed per slot and hands it out again
+    /// for a request of the same session version, audience and second (the requests of one
+    /// page load, say) instead of signing anew.
+    pub fn header_value(
+        &self,
+        session: &PreparedSession,
+        key: &StoreKey,
+        audience: &str,
+        now_secs: u64,
+    ) -> HeaderValue {
+        let sign = || {
+            HeaderValue::from_maybe_shared(Bytes::from(self.sign(session, key, audience, now_secs)))
+                .expect("base64url and dots are a valid header value")
+        };
+        let Ok(key_bytes) =
+            <[u8; crate::session::id::ENCODED_LEN]>::try_from(key.as_str().as_bytes())
+        else {
+            return sign();
+        };
+        let slot = usize::from(key.spread()) % MEMO_SLOTS;
+        MEMO.with_borrow_mut(|memo| {
+            if let Some(m) = &memo[slot] {
+                if m.signer == self.id
+                    && m.second == now_secs
+                    && m.version == session.v
+                    && m.key == key_bytes
+                    && m.audience == audience
+                {
+                    return m.token.clone();
+                }
+            }
+            let token = sign();
+            match &mut memo[slot] {
+                Some(m) => {
+                    m.signer = self.id;
+                    m.second = now_secs;
+                    m.version = session.v;
+                    m.key = key_bytes;
+                    if m.audience != audience {
+                        m.audience.clear();
+                        m.audience.push_str(audience);
+                    }
+                    m.token = token.clone();
+                }
+                empty => {
+                    *empty = Some(Memo {
+                        signer: self.id,
+                        second: now_secs,
+                        version: session.v,
+                        key: key_bytes,
+                        audience: audience.to_string(),
+                        token: token.clone(),
+                    })
+                }
+            }
+            token
+        })
     }
 
     /// The signed compact token for this session at `now_secs`.
@@ -180,6 +267,80 @@ mod tests {
         assert_eq!(v["iss"], "iss\"x");
         assert_eq!(v["aud"], "a\"pp");
         assert_eq!(v.as_object().unwrap().len(), 6);
+    }
+
+    fn claims_of(token: &HeaderValue, key: &[u8], audience: &str) -> Value {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_audience(&[audience]);
+        v.validate_exp = false;
+        decode::<Value>(token.to_str().unwrap(), &DecodingKey::from_secret(key), &v)
+            .unwrap()
+            .claims
+    }
+
+    #[test]
+    fn a_memoised_token_is_the_one_signing_again_would_give() {
+        let signer = Signer::new("sessiongate", "k1", KEY, 60);
+        let key = SessionId::generate().unwrap().store_key();
+        let first = signer.header_value(&session(), &key, "app", 1_000);
+        assert_eq!(first, signer.header_value(&session(), &key, "app", 1_000));
+        assert_eq!(
+            first.as_bytes(),
+            signer.sign(&session(), &key, "app", 1_000).as_bytes()
+        );
+        assert_eq!(claims_of(&first, KEY, "app")["sid"], key.as_str());
+    }
+
+    #[test]
+    fn a_memoised_token_is_never_served_for_anything_else() {
+        let signer = Signer::new("sessiongate", "k1", KEY, 60);
+        let key = SessionId::generate().unwrap().store_key();
+        let base = signer.header_value(&session(), &key, "app", 1_000);
+
+        // Another second.
+        let later = signer.header_value(&session(), &key, "app", 1_001);
+        assert_eq!(claims_of(&later, KEY, "app")["iat"], 1_001);
+        // Another audience.
+        let other = signer.header_value(&session(), &key, "admin", 1_001);
+        assert_eq!(claims_of(&other, KEY, "admin")["aud"], "admin");
+        // Another version of the session (an update).
+        let mut updated = record();
+        updated.v = 2;
+        updated.claims.insert("email".into(), json!("new@x"));
+        let updated = PreparedSession::new(&updated, &[]);
+        let token = signer.header_value(&updated, &key, "admin", 1_001);
+        assert_eq!(claims_of(&token, KEY, "admin")["email"], "new@x");
+        // Another configuration (a reload), even with the same settings.
+        let reloaded = Signer::new(
+            "sessiongate",
+            "k2",
+            b"another-key-another-key-another-key",
+            60,
+        );
+        let token = reloaded.header_value(&updated, &key, "admin", 1_001);
+        assert_eq!(
+            decode_header(token.to_str().unwrap())
+                .unwrap()
+                .kid
+                .as_deref(),
+            Some("k2")
+        );
+        assert_ne!(token, base);
+
+        // Many sessions share the slots: each only ever gets its own token.
+        let keys: Vec<StoreKey> = (0..500)
+            .map(|_| SessionId::generate().unwrap().store_key())
+            .collect();
+        for round in 0..2 {
+            for k in &keys {
+                let token = signer.header_value(&session(), k, "app", 2_000);
+                assert_eq!(
+                    claims_of(&token, KEY, "app")["sid"],
+                    k.as_str(),
+                    "round {round}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub fn run(upstream_request: &mut RequestHeader, ctx: &mut RequestCtx) -> Result
     let audience = &state.routes.get(route).audience;
     let token = state
         .signer
-        .sign(&active.session, &active.key, audience, now_ms() / 1000);
+        .header_value(&active.session, &active.key, audience, now_ms() / 1000);
     // Appended, not inserted: request_filter removed every inbound header of the protected
     // namespace (the assertion and mapped headers included), so there is nothing to replace.
     upstream_request.append_header(state.assertion_name.clone(), token)?;

@@ -168,17 +168,9 @@ impl SessionCache {
         }
     }
 
-    /// A key is the base64url of a SHA-256: its first character carries six uniform bits, so
-    /// the shard needs no hashing. (A key of any other shape still lands on some shard.)
+    /// A key is the base64url of a SHA-256: already uniform, so the shard needs no hashing.
     fn shard(&self, key: &StoreKey) -> &Mutex<Shard> {
-        let sextet = match key.as_str().as_bytes().first().copied().unwrap_or(0) {
-            c @ b'A'..=b'Z' => c - b'A',
-            c @ b'a'..=b'z' => c - b'a' + 26,
-            c @ b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            _ => 63,
-        };
-        &self.shards[usize::from(sextet) % SHARDS]
+        &self.shards[usize::from(key.spread()) % SHARDS]
     }
 
     pub fn is_enabled(&self) -> bool {

@@ -82,6 +82,23 @@ impl StoreKey {
         valid.then(|| StoreKey(s.to_string()))
     }
 
+    /// Twelve bits from the first two characters, uniform for a real key (base64url of a
+    /// SHA-256): for spreading keys over shards and slots without hashing them again.
+    pub fn spread(&self) -> u16 {
+        fn sextet(c: u8) -> u16 {
+            u16::from(match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'-' => 62,
+                _ => 63,
+            })
+        }
+        let bytes = self.0.as_bytes();
+        let at = |i: usize| sextet(bytes.get(i).copied().unwrap_or(0));
+        at(0) << 6 | at(1)
+    }
+
     /// The first 12 characters: enough to correlate log lines, useless to an attacker.
     pub fn log_tag(&self) -> &str {
         &self.0[..self.0.len().min(12)]
