@@ -110,13 +110,18 @@ def process_tree(pid):
     return pids
 
 
-def cpu_ticks(pids):
-    total = 0
+def proc_texts(pids, name):
+    """The text of /proc/PID/NAME of each process still running."""
     for pid in pids:
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            yield Path(f"/proc/{pid}/{name}").read_text()
         except OSError:
             continue
+
+
+def cpu_ticks(pids):
+    total = 0
+    for stat in proc_texts(pids, "stat"):
         # Fields after the command name (which may hold spaces): utime is 14th, stime 15th.
         fields = stat[stat.rindex(")") + 2 :].split()
         total += int(fields[11]) + int(fields[12])
@@ -139,11 +144,7 @@ def children_cpu_ticks():
 
 def rss_kb(pids):
     total = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
+    for status in proc_texts(pids, "status"):
         m = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
         total += int(m.group(1)) if m else 0
     return total

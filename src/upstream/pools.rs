@@ -37,7 +37,7 @@ pub struct Pool {
     /// Whether `failures` ever held anything: until then a selection takes no lock.
     any_failure: AtomicBool,
     /// The backend of a one-backend pool: nothing to hash or walk.
-    single: Option<(Backend, SocketAddr)>,
+    single: Option<Backend>,
 }
 
 fn inet(backend: &Backend) -> Option<SocketAddr> {
@@ -67,15 +67,9 @@ impl Pool {
             }
         };
         balancer.health_check_frequency = interval;
-        let single = match settings.backends.as_slice() {
-            [only] => balancer
-                .backends()
-                .get_backend()
-                .iter()
-                .next()
-                .map(|b| (b.clone(), *only)),
-            _ => None,
-        };
+        let single = (settings.backends.len() == 1)
+            .then(|| balancer.backends().get_backend().first().cloned())
+            .flatten();
         balancer.parallel_health_check = true;
         Pool {
             name: settings.name.clone(),
@@ -126,10 +120,11 @@ impl Pool {
     /// The backend for `key`, skipping unhealthy ones and those in `tried`; backends that
     /// recently refused a connection are used only when nothing else is left.
     pub fn select(&self, key: &[u8], tried: &[SocketAddr]) -> Option<SocketAddr> {
-        if let Some((backend, addr)) = &self.single {
+        if let Some(backend) = &self.single {
             // A refused connection only ranks a backend last; alone, it is still the one.
+            let addr = inet(backend)?;
             let ready = self.balancer.backends().ready(backend);
-            return (ready && !tried.contains(addr)).then_some(*addr);
+            return (ready && !tried.contains(&addr)).then_some(addr);
         }
         let untried = |b: &Backend| inet(b).is_some_and(|a| !tried.contains(&a));
         self.balancer
