@@ -117,7 +117,7 @@ fn benches(c: &mut Criterion) {
         b.iter_batched(
             || spoofed.clone(),
             |mut h| {
-                for name in namespace.find(h.keys()) {
+                for (name, _) in namespace.find(h.keys()) {
                     h.remove(&name);
                 }
                 h

@@ -3,16 +3,20 @@
 # or with sudo): cmake to build Pingora; with "redis", redis-server (the tests start their own
 # redis-server processes); with "promtool", Prometheus's promtool (the metrics test checks the
 # exposition with it), unpacked from Debian's prometheus package into target/tools, because
-# installing the package would also set up a Prometheus server.
+# installing the package would also set up a Prometheus server; with "legacy", the real legacy
+# web servers the legacy_servers tests start on ephemeral ports (tomcat10, lighttpd, php-cli),
+# installed with their system services kept from starting (they would take ports 8080 and 80).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=(cmake)
 want_promtool=0
+want_legacy=0
 for arg in "$@"; do
   case "$arg" in
     redis) want+=(redis-server) ;;
     promtool) want_promtool=1 ;;
+    legacy) want_legacy=1 ;;
     *) echo "deps.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -39,6 +43,64 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   echo "installing ${missing[*]} ..." >&2
   apt_update
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The legacy servers: package name and a file that proves it is installed (Tomcat has no
+# command on PATH; lighttpd lives in /usr/sbin, which a plain user's PATH may lack).
+if [[ $want_legacy -eq 1 ]]; then
+  legacy_missing=()
+  for pair in tomcat10:/usr/share/tomcat10/bin/catalina.sh lighttpd:/usr/sbin/lighttpd \
+    php-cli:/usr/bin/php; do
+    [[ -e "${pair#*:}" ]] || legacy_missing+=("${pair%%:*}")
+  done
+  if [[ ${#legacy_missing[@]} -gt 0 ]]; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+      echo "missing: ${legacy_missing[*]}; install them with your package manager" >&2
+      exit 1
+    fi
+    echo "installing ${legacy_missing[*]} (services kept stopped) ..." >&2
+    # invoke-rc.d asks policy-rc.d before starting a service; 101 means "not allowed". An
+    # existing policy (a container's, say) is put back afterwards; ours is removed.
+    policy=/usr/sbin/policy-rc.d
+    saved_policy=""
+    if [[ -e "$policy" ]]; then
+      saved_policy="$(mktemp)"
+      $sudo cp -p "$policy" "$saved_policy"
+    fi
+    restore_policy() {
+      if [[ -n "$saved_policy" ]]; then
+        $sudo cp -p "$saved_policy" "$policy" && rm -f "$saved_policy"
+      else
+        $sudo rm -f "$policy"
+      fi
+    }
+    trap restore_policy EXIT
+    printf '#!/bin/sh\n# deps.sh: no service starts while the legacy servers install\nexit 101\n' \
+      | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    apt_update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${legacy_missing[@]}" >/dev/null
+    restore_policy
+    trap - EXIT
+    # Belt and braces: a maintainer script that bypasses policy-rc.d may have started them
+    # anyway. Stop the services (and keep systemd from starting them at boot), then end any
+    # daemon they left behind.
+    for service in tomcat10 lighttpd; do
+      if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+        $sudo systemctl disable --now "$service" >/dev/null 2>&1 || true
+      elif [[ -x "/etc/init.d/$service" ]]; then
+        $sudo "/etc/init.d/$service" stop >/dev/null 2>&1 || true
+      fi
+    done
+    # Only the system services' processes: the Debian lighttpd runs /etc/lighttpd/lighttpd.conf
+    # and Tomcat runs with catalina.base=/var/lib/tomcat10; tests' own servers use a tempdir.
+    for pattern in '^/usr/sbin/lighttpd .*-f /etc/lighttpd/lighttpd.conf' \
+      'catalina.base=/var/lib/tomcat10'; do
+      for pid in $(pgrep -f "$pattern" 2>/dev/null || true); do
+        $sudo kill "$pid" 2>/dev/null || true
+      done
+    done
+  fi
 fi
 
 tools="$PWD/target/tools"

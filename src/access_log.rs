@@ -27,7 +27,10 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 pub struct Entry<'a> {
     pub timestamp: SystemTime,
     pub request_id: &'a uuid::Uuid,
+    /// The client's address (the peer, or behind trusted proxies the rightmost untrusted hop).
+    pub client: Option<std::net::IpAddr>,
     pub method: &'a str,
+    /// The path without its query (reset tokens and the like travel in queries).
     pub path: &'a str,
     pub status: u16,
     pub route: &'a str,
@@ -206,6 +209,15 @@ impl Entry<'_> {
         }
         let mut f = Fields { out, json };
         f.token("request_id", request_id);
+        let client = f.name("client");
+        client.push(b'"');
+        match self.client {
+            Some(addr) => {
+                let _ = write!(Buf(client), "{addr}");
+            }
+            None => client.push(b'-'),
+        }
+        client.push(b'"');
         f.token("method", self.method);
         quoted(f.name("path"), self.path);
         number(f.name("status"), self.status);
@@ -337,6 +349,7 @@ mod tests {
         Entry {
             timestamp: SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_000_000_123_456),
             request_id: id,
+            client: Some("203.0.113.7".parse().unwrap()),
             method: "GET",
             path: "/a\"b\\c",
             status: 200,
@@ -364,6 +377,7 @@ mod tests {
         let f = &v["fields"];
         assert_eq!(f["message"], "request");
         assert_eq!(f["request_id"], id.to_string());
+        assert_eq!(f["client"], "203.0.113.7");
         assert_eq!(f["method"], "GET");
         assert_eq!(f["path"], "/a\"b\\c");
         assert_eq!(f["status"], 200);
@@ -392,7 +406,7 @@ mod tests {
             line,
             format!(
                 "2026-11-18T11:06:40.123456Z  INFO sessiongate::access: request request_id={id} \
-                 method=GET path=\"/a\\\"b\\\\c\" status=200 route=\"/\" lookup=\"cache_hit\" \
+                 client=\"203.0.113.7\" method=GET path=\"/a\\\"b\\\\c\" status=200 route=\"/\" lookup=\"cache_hit\" \
                  session=\"abcdefghijkl\" stripped=2 duration_ms=12.345 error=\"\"\n"
             )
         );

@@ -8,6 +8,7 @@ pub mod config;
 pub mod cookie;
 pub mod demo;
 pub mod identity;
+pub mod inbound;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

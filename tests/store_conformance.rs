@@ -48,6 +48,7 @@ fn settings(format: RecordFormat) -> SessionSettings {
         absolute_timeout: Duration::from_secs(43200),
         renew_below: Duration::from_secs(900),
         format,
+        max_claims_bytes: 4096,
     }
 }
 

@@ -53,7 +53,7 @@ async fn wait_ready(proxy: &Proxy, want: StatusCode, body: &str) {
 /// was up, then Redis killed and the cache known to be off.
 async fn cached_then_dead() -> (Fixture, String) {
     let mut fx = Fixture::start(MSGPACK, |c| {
-        c.route("path_prefix = \"/stale\"\nauth = \"required\"\non_store_error = \"serve_stale\"")
+        c.route("path_prefix = \"/stale\"\nauth = \"required\"\non_store_error = \"serve_stale\"\naccept_login = true")
     })
     .await;
     let cookie = fx.login("alice").await;

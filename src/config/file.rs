@@ -41,6 +41,12 @@ pub struct RawServer {
     pub log_sub: Option<bool>,
     /// Unix socket for the zero-downtime upgrade (listening sockets handed to `--upgrade`).
     pub upgrade_sock: Option<String>,
+    /// Addresses or CIDR ranges of the proxies in front whose forwarding headers are trusted.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Also send the RFC 7239 `Forwarded` header upstream.
+    pub forwarded_header: Option<bool>,
+    /// Forward TRACE and TRACK requests instead of refusing them.
+    pub allow_trace: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -73,6 +79,8 @@ pub struct RawSession {
     #[serde(default, with = "humantime_serde")]
     pub renew_below: Option<Duration>,
     pub format: Option<RawFormat>,
+    /// The most bytes a session's claims take as JSON.
+    pub max_claims_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -203,6 +211,8 @@ pub struct RawUpstream {
     pub health_path: Option<String>,
     #[serde(default, with = "humantime_serde")]
     pub health_interval: Option<Duration>,
+    /// The default of `case_insensitive` for the routes to this upstream.
+    pub case_insensitive: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -231,4 +241,10 @@ pub struct RawRoute {
     pub audience: Option<String>,
     pub login_url: Option<String>,
     pub on_store_error: Option<RawOnStoreError>,
+    /// Responses on this route may log a user in.
+    pub accept_login: Option<bool>,
+    /// Forward WebSocket upgrades (default true).
+    pub websocket: Option<bool>,
+    /// Match the path prefix ignoring ASCII case (default: the upstream's setting).
+    pub case_insensitive: Option<bool>,
 }

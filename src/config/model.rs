@@ -33,6 +33,14 @@ pub struct ServerSettings {
     pub admin_token: Option<SecretBytes>,
     pub log_sub: bool,
     pub upgrade_sock: PathBuf,
+    /// Peers whose forwarding headers (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`) are kept and
+    /// extended; from every other peer they are replaced by what the proxy saw.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Also send the RFC 7239 `Forwarded` header upstream.
+    pub forwarded_header: bool,
+    /// Forward `TRACE` and `TRACK` requests (refused with 405 otherwise: a backend echoing the
+    /// request back would show the assertion to the client).
+    pub allow_trace: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +83,9 @@ pub struct SessionSettings {
     pub absolute_timeout: Duration,
     pub renew_below: Duration,
     pub format: RecordFormat,
+    /// The most bytes a session's claims take serialised as JSON; larger logins and updates
+    /// are refused as malformed.
+    pub max_claims_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -194,6 +205,8 @@ pub struct UpstreamSettings {
     pub backends: Vec<SocketAddr>,
     pub affinity: Affinity,
     pub health: HealthCheck,
+    /// The default of `case_insensitive` for the routes to this upstream.
+    pub case_insensitive: bool,
 }
 
 /// What a pool hashes to keep a user on one backend (Ketama consistent hashing).
@@ -252,4 +265,34 @@ pub struct RouteSettings {
     pub audience: String,
     pub login_url: Option<String>,
     pub on_store_error: OnStoreError,
+    /// Whether a response on this route may log a user in (`X-Sessiongate-Login`); on every
+    /// other route the header is refused, so a header-reflection bug in one app cannot log
+    /// anyone in.
+    pub accept_login: bool,
+    /// Whether WebSocket upgrades are forwarded on this route.
+    pub websocket: bool,
+    /// Match the path prefix ignoring ASCII case (for upstreams that do, such as IIS).
+    pub case_insensitive: bool,
+}
+
+impl RouteSettings {
+    /// A route with the defaults a configuration file gives it besides `host`, `path_prefix`
+    /// and `auth` (upstream 0, audience "app").
+    pub fn new(host: HostPattern, path_prefix: &str, auth: AuthPolicy) -> Self {
+        RouteSettings {
+            host,
+            path_prefix: path_prefix.to_string(),
+            upstream: 0,
+            auth,
+            audience: "app".to_string(),
+            login_url: None,
+            on_store_error: match auth {
+                AuthPolicy::Required => OnStoreError::FailClosed,
+                AuthPolicy::Optional | AuthPolicy::Public => OnStoreError::Anonymous,
+            },
+            accept_login: false,
+            websocket: true,
+            case_insensitive: false,
+        }
+    }
 }

@@ -45,6 +45,8 @@ pub mod defaults {
     pub const KEY_ID: &str = "k1";
     /// HMAC keys shorter than this are refused.
     pub const MIN_KEY_BYTES: usize = 32;
+    /// The most bytes a session's claims take as JSON: they travel on every request.
+    pub const MAX_CLAIMS_BYTES: usize = 4096;
 }
 
 /// Request headers a mapped identity header may not take over: the proxy needs them, or
@@ -64,23 +66,30 @@ const RESERVED_HEADERS: &[&str] = &[
     "trailer",
     "keep-alive",
     "proxy-connection",
-    "x-request-id",
     "traceparent",
     "accept",
     "accept-encoding",
     "user-agent",
     "origin",
     "referer",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-real-ip",
 ];
 
-/// A header name as the protected namespace compares it: lower case, `_` and `.` as `-`.
+/// Whether a mapped identity header would take over a header the proxy or clients need, or
+/// one the proxy sets or rebuilds itself (compared folded, as the namespace compares names).
+fn reserved_header(name: &str) -> bool {
+    use crate::identity::namespace::{FORWARDING, REWRITE, SET_BY_PROXY};
+    let name = normalized(name);
+    RESERVED_HEADERS
+        .iter()
+        .chain(SET_BY_PROXY)
+        .chain(REWRITE)
+        .chain(FORWARDING.iter().map(|(n, _)| n))
+        .any(|r| normalized(r) == name)
+}
+
+/// A header name as the protected namespace compares it.
 fn normalized(name: &str) -> String {
-    name.to_ascii_lowercase().replace(['_', '.'], "-")
+    crate::identity::namespace::folded(name)
 }
 
 #[derive(Default)]
@@ -218,6 +227,13 @@ fn check_server(raw: &RawServer, base: &Path, p: &mut Problems) -> Option<Server
             .as_deref()
             .unwrap_or(defaults::UPGRADE_SOCK),
     );
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, net)| parse_net(net, &format!("server.trusted_proxies[{i}]"), p))
+        .collect();
     Some(ServerSettings {
         listen,
         threads,
@@ -226,7 +242,37 @@ fn check_server(raw: &RawServer, base: &Path, p: &mut Problems) -> Option<Server
         admin_token,
         log_sub: raw.log_sub.unwrap_or(false),
         upgrade_sock,
+        trusted_proxies,
+        forwarded_header: raw.forwarded_header.unwrap_or(false),
+        allow_trace: raw.allow_trace.unwrap_or(false),
     })
+}
+
+/// An address (`10.0.0.1`, `::1`) or a CIDR range (`10.0.0.0/8`).
+fn parse_net(value: &str, path: &str, p: &mut Problems) -> Option<ipnet::IpNet> {
+    if let Ok(net) = value.parse::<ipnet::IpNet>() {
+        if net.addr() != net.network() {
+            p.add(
+                path,
+                format!(
+                    "\"{value}\" has host bits set; the range is \"{}\"",
+                    net.trunc()
+                ),
+            );
+            return None;
+        }
+        return Some(net);
+    }
+    match value.parse::<std::net::IpAddr>() {
+        Ok(addr) => Some(ipnet::IpNet::from(addr)),
+        Err(_) => {
+            p.add(
+                path,
+                format!("\"{value}\" is not an IP address or CIDR range, e.g. \"10.0.0.0/8\""),
+            );
+            None
+        }
+    }
 }
 
 /// RFC 6265 cookie-name: an RFC 7230 token.
@@ -325,6 +371,13 @@ fn check_session(raw: &RawSession, p: &mut Problems) -> Option<SessionSettings> 
         RawFormat::Msgpack => RecordFormat::MessagePack,
         RawFormat::Json => RecordFormat::Json,
     };
+    let max_claims_bytes = raw.max_claims_bytes.unwrap_or(defaults::MAX_CLAIMS_BYTES);
+    if !(256..=65536).contains(&max_claims_bytes) {
+        p.add(
+            "session.max_claims_bytes",
+            "must be between 256 and 65536: claims travel on every request",
+        );
+    }
     Some(SessionSettings {
         cookie: CookieSettings {
             name,
@@ -337,6 +390,7 @@ fn check_session(raw: &RawSession, p: &mut Problems) -> Option<SessionSettings> 
         absolute_timeout: absolute,
         renew_below,
         format,
+        max_claims_bytes,
     })
 }
 
@@ -772,7 +826,7 @@ fn check_cache(
 
 fn header_name(value: &str, path: &str, p: &mut Problems) -> Option<HeaderName> {
     match HeaderName::from_bytes(value.as_bytes()) {
-        Ok(name) if RESERVED_HEADERS.contains(&normalized(name.as_str()).as_str()) => {
+        Ok(name) if reserved_header(name.as_str()) => {
             p.add(
                 path,
                 format!("\"{value}\" is a header the proxy or clients need; pick another name"),
@@ -902,7 +956,7 @@ fn check_identity(raw: &RawIdentity, base: &Path, p: &mut Problems) -> Option<Id
         if !seen.insert(normalized(header.as_str())) {
             p.add(
                 &path,
-                "names a header that is already mapped (names compare case-insensitively, with _ and . as -)",
+                "names a header that is already mapped (names compare case-insensitively, with every non-alphanumeric byte as -)",
             );
             continue;
         }
@@ -994,6 +1048,7 @@ fn check_upstreams(raw: &[RawUpstream], p: &mut Problems) -> Vec<UpstreamSetting
                 backends,
                 affinity,
                 health,
+                case_insensitive: up.case_insensitive.unwrap_or(false),
             });
         }
     }
@@ -1112,6 +1167,11 @@ fn check_routes(
             audience,
             login_url: r.login_url.clone(),
             on_store_error,
+            accept_login: r.accept_login.unwrap_or(false),
+            websocket: r.websocket.unwrap_or(true),
+            case_insensitive: r
+                .case_insensitive
+                .unwrap_or(upstreams[upstream].case_insensitive),
         });
     }
     check_login_loops(&out, p);

@@ -1,57 +1,188 @@
-//! The protected header namespace: `X-Sessiongate-*`, the assertion header and every mapped
-//! identity header. Inbound headers in it are removed before anything else runs, on every
-//! route. Names compare case-insensitively with `_` and `.` read as `-`, because some servers
-//! and frameworks (CGI, PHP, Rails) fold those forms together and would trust a spoofed one.
+//! The protected header namespace: every inbound header name that an app behind the gateway
+//! could read as one sessiongate vouches for. Inbound headers in it are removed before anything
+//! else runs, on every route.
+//!
+//! Names compare case-insensitively with **every** non-alphanumeric byte read as `-`: CGI,
+//! FastCGI and SCGI gateways (lighttpd, Apache 2.2, PHP) turn a header name into an environment
+//! variable by folding each of those bytes to `_`, so `X~Auth~User`, `X+Auth+User` and
+//! `X_Auth_User` all reach the app as `HTTP_X_AUTH_USER`, the variable it reads for
+//! `X-Auth-User`. A name matches a protected one when their folded forms are equal.
+//!
+//! The namespace has four parts, because they are handled differently once removed:
+//! - identity: `X-Sessiongate-*`, the assertion header and every mapped identity header;
+//! - set by the proxy: `X-Request-Id`, which sessiongate sends itself;
+//! - forwarding: `X-Forwarded-*`, `Forwarded`, `X-Real-IP` and the client-address headers apps
+//!   honour; rebuilt from what the proxy saw (see `inbound::forwarded`), or, from a trusted
+//!   proxy, kept in their canonical spelling and extended;
+//! - rewrite: `X-Original-URL` and `X-Rewrite-URL`, which IIS and some frameworks use to pick
+//!   the path to serve: always removed.
 
 use http::HeaderName;
 
-/// The namespace prefix, normalised.
+/// The namespace prefix, folded.
 pub const PREFIX: &[u8] = b"x-sessiongate-";
 
-/// The set of protected header names.
-#[derive(Debug, Clone)]
-pub struct ProtectedNamespace {
-    exact: Vec<Vec<u8>>,
+/// Headers sessiongate sets on every upstream request.
+pub const SET_BY_PROXY: &[&str] = &["x-request-id"];
+
+/// Headers apps read to pick the path to serve instead of the request line.
+pub const REWRITE: &[&str] = &["x-original-url", "x-rewrite-url"];
+
+/// A forwarding header the proxy reads from trusted peers and rebuilds for untrusted ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarding {
+    /// `X-Forwarded-For`: the chain of client addresses.
+    For,
+    /// `X-Forwarded-Host`.
+    Host,
+    /// `X-Forwarded-Proto`.
+    Proto,
+    /// RFC 7239 `Forwarded`.
+    Forwarded,
+    /// The others (`X-Real-IP`, `X-Forwarded-Port`, `-Prefix`, ...): kept from trusted peers,
+    /// never set.
+    Other,
 }
 
-/// Lower case, with `_` and `.` as `-`.
-fn normalize_byte(b: u8) -> u8 {
-    match b {
-        b'_' | b'.' => b'-',
-        other => other.to_ascii_lowercase(),
+/// The forwarding headers, folded, with their kind.
+pub const FORWARDING: &[(&str, Forwarding)] = &[
+    ("x-forwarded-for", Forwarding::For),
+    ("x-forwarded-host", Forwarding::Host),
+    ("x-forwarded-proto", Forwarding::Proto),
+    ("forwarded", Forwarding::Forwarded),
+    ("x-forwarded-port", Forwarding::Other),
+    ("x-forwarded-prefix", Forwarding::Other),
+    ("x-forwarded-server", Forwarding::Other),
+    ("x-forwarded-ssl", Forwarding::Other),
+    ("x-forwarded-scheme", Forwarding::Other),
+    ("x-forwarded-uri", Forwarding::Other),
+    ("x-forwarded-method", Forwarding::Other),
+    ("x-original-forwarded-for", Forwarding::Other),
+    ("x-original-host", Forwarding::Other),
+    ("x-url-scheme", Forwarding::Other),
+    ("front-end-https", Forwarding::Other),
+    ("x-real-ip", Forwarding::Other),
+    ("x-client-ip", Forwarding::Other),
+    ("true-client-ip", Forwarding::Other),
+    ("x-cluster-client-ip", Forwarding::Other),
+];
+
+/// Which part of the namespace a header name is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protected {
+    Identity,
+    SetByProxy,
+    /// A forwarding header; `canonical` when the name is spelled exactly as the standard one
+    /// (lower case with `-`), the only spelling kept from a trusted proxy.
+    Forwarding {
+        kind: Forwarding,
+        canonical: bool,
+    },
+    Rewrite,
+}
+
+impl Protected {
+    /// Whether a client sending this header is trying to speak for the proxy: everything but a
+    /// forwarding header in its standard spelling, which ordinary proxies in front send.
+    pub fn is_spoof(self) -> bool {
+        !matches!(
+            self,
+            Protected::Forwarding {
+                canonical: true,
+                ..
+            }
+        )
     }
 }
 
-fn normalized_eq(name: &[u8], protected: &[u8]) -> bool {
-    name.len() == protected.len()
-        && name
-            .iter()
-            .zip(protected)
-            .all(|(a, b)| normalize_byte(*a) == *b)
+/// A header-name byte as the namespace compares it: lower-case alphanumerics, everything else
+/// `-`.
+pub fn fold_byte(b: u8) -> u8 {
+    if b.is_ascii_alphanumeric() {
+        b.to_ascii_lowercase()
+    } else {
+        b'-'
+    }
+}
+
+/// A whole header name folded (for configuration checks; requests fold without allocating).
+pub fn folded(name: &str) -> String {
+    name.bytes().map(|b| char::from(fold_byte(b))).collect()
+}
+
+fn folded_eq(name: &[u8], folded: &[u8]) -> bool {
+    name.len() == folded.len() && name.iter().zip(folded).all(|(a, b)| fold_byte(*a) == *b)
+}
+
+/// The protected header names of one configuration.
+#[derive(Debug, Clone)]
+pub struct ProtectedNamespace {
+    /// Folded names and their part, besides the `X-Sessiongate-` prefix.
+    exact: Vec<(Vec<u8>, Protected)>,
 }
 
 impl ProtectedNamespace {
-    /// The namespace for these exact header names (besides the `X-Sessiongate-` prefix).
-    pub fn new<'a>(names: impl IntoIterator<Item = &'a HeaderName>) -> Self {
-        let exact = names
+    /// The namespace for these identity header names (the assertion and the mapped headers),
+    /// the headers the proxy sets, the forwarding and the rewrite headers.
+    pub fn new<'a>(identity: impl IntoIterator<Item = &'a HeaderName>) -> Self {
+        let mut exact: Vec<(Vec<u8>, Protected)> = identity
             .into_iter()
-            .map(|n| n.as_str().bytes().map(normalize_byte).collect())
+            .map(|n| (folded(n.as_str()).into_bytes(), Protected::Identity))
             .collect();
+        exact.extend(
+            SET_BY_PROXY
+                .iter()
+                .map(|n| (n.as_bytes().to_vec(), Protected::SetByProxy)),
+        );
+        exact.extend(
+            REWRITE
+                .iter()
+                .map(|n| (n.as_bytes().to_vec(), Protected::Rewrite)),
+        );
+        exact.extend(FORWARDING.iter().map(|(n, kind)| {
+            (
+                n.as_bytes().to_vec(),
+                Protected::Forwarding {
+                    kind: *kind,
+                    canonical: false,
+                },
+            )
+        }));
         ProtectedNamespace { exact }
+    }
+
+    /// The part of the namespace an inbound header with this name is in, if any.
+    pub fn classify(&self, name: &[u8]) -> Option<Protected> {
+        if name.len() >= PREFIX.len() && folded_eq(&name[..PREFIX.len()], PREFIX) {
+            return Some(Protected::Identity);
+        }
+        let (folded, part) = self.exact.iter().find(|(p, _)| folded_eq(name, p))?;
+        Some(match *part {
+            Protected::Forwarding { kind, .. } => Protected::Forwarding {
+                kind,
+                // `http` lower-cases names, so the standard spelling is byte-equal.
+                canonical: name == folded.as_slice(),
+            },
+            other => other,
+        })
     }
 
     /// Whether an inbound header with this name must be removed.
     pub fn is_protected(&self, name: &[u8]) -> bool {
-        (name.len() >= PREFIX.len() && normalized_eq(&name[..PREFIX.len()], PREFIX))
-            || self.exact.iter().any(|p| normalized_eq(name, p))
+        self.classify(name).is_some()
     }
 
-    /// The names among `names` that are protected (each once).
-    pub fn find<'a>(&self, names: impl IntoIterator<Item = &'a HeaderName>) -> Vec<HeaderName> {
-        let mut found: Vec<HeaderName> = Vec::new();
+    /// The names among `names` that are protected (each once), with their part.
+    pub fn find<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a HeaderName>,
+    ) -> Vec<(HeaderName, Protected)> {
+        let mut found: Vec<(HeaderName, Protected)> = Vec::new();
         for name in names {
-            if self.is_protected(name.as_str().as_bytes()) && !found.contains(name) {
-                found.push(name.clone());
+            if let Some(part) = self.classify(name.as_str().as_bytes()) {
+                if !found.iter().any(|(n, _)| n == name) {
+                    found.push((name.clone(), part));
+                }
             }
         }
         found
@@ -70,6 +201,9 @@ mod tests {
         ProtectedNamespace::new(names.iter())
     }
 
+    /// Every byte RFC 9110 allows in a header name besides letters and digits.
+    const TCHAR_SEPARATORS: &[u8] = b"!#$%&'*+-.^_`|~";
+
     #[test]
     fn every_spelling_of_a_protected_name_matches() {
         let ns = ns();
@@ -78,12 +212,35 @@ mod tests {
             "x-sessiongate-login",
             "X_SESSIONGATE_ANYTHING",
             "x.sessiongate.assertion",
+            "X~Sessiongate~Login",
             "X-Auth-User",
             "x_auth_user",
             "X.Auth.Roles",
             "x-auth_roles",
+            "X~Auth~User",
+            "X+Auth+User",
+            "X!Auth!User",
+            "x|auth`user",
         ] {
             assert!(ns.is_protected(name.as_bytes()), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_separator_of_the_tchar_set_folds() {
+        let ns = ns();
+        for &a in TCHAR_SEPARATORS {
+            for &b in TCHAR_SEPARATORS {
+                let name = [b"X".as_slice(), &[a], b"Auth", &[b], b"User"].concat();
+                assert_eq!(
+                    ns.classify(&name),
+                    Some(Protected::Identity),
+                    "{}",
+                    String::from_utf8_lossy(&name)
+                );
+                let prefixed = [b"x".as_slice(), &[a], b"sessiongate", &[b], b"x"].concat();
+                assert!(ns.is_protected(&prefixed));
+            }
         }
     }
 
@@ -94,12 +251,47 @@ mod tests {
             "accept",
             "x-auth-user2",
             "x-auth",
+            "xauth-user",
+            "x--auth-user",
             "x-sessiongate",
             "cookie",
             "x-auth-email",
+            "x-forwarded",
         ] {
             assert!(!ns.is_protected(name.as_bytes()), "{name}");
         }
+    }
+
+    #[test]
+    fn forwarding_rewrite_and_proxy_headers_are_in_the_namespace() {
+        let ns = ns();
+        assert_eq!(
+            ns.classify(b"x-forwarded-for"),
+            Some(Protected::Forwarding {
+                kind: Forwarding::For,
+                canonical: true
+            })
+        );
+        assert_eq!(
+            ns.classify(b"x_forwarded_for"),
+            Some(Protected::Forwarding {
+                kind: Forwarding::For,
+                canonical: false
+            })
+        );
+        assert_eq!(ns.classify(b"x-original-url"), Some(Protected::Rewrite));
+        assert_eq!(ns.classify(b"x~rewrite~url"), Some(Protected::Rewrite));
+        assert_eq!(ns.classify(b"x_request_id"), Some(Protected::SetByProxy));
+        assert_eq!(
+            ns.classify(b"forwarded"),
+            Some(Protected::Forwarding {
+                kind: Forwarding::Forwarded,
+                canonical: true
+            })
+        );
+        assert!(!ns.classify(b"x-real-ip").unwrap().is_spoof());
+        assert!(ns.classify(b"x_real_ip").unwrap().is_spoof());
+        assert!(ns.classify(b"x-auth-user").unwrap().is_spoof());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::state::GatewayState;
 use crate::cookie::SessionCookie;
+use crate::inbound::Forwarded;
 use crate::session::ActiveSession;
 
 /// How the session lookup of a request ended, for the access log.
@@ -61,6 +62,13 @@ pub struct RequestCtx {
     pub stripped: usize,
     /// Backends this request already tried (a refused connection moves to the next).
     pub tried: smallvec::SmallVec<[std::net::SocketAddr; 2]>,
+    /// The last attempt failed on a reused connection that the backend had closed: the next
+    /// attempt goes to the same backend on a fresh connection.
+    pub retry_fresh: bool,
+    /// The forwarding headers for the upstream, and the client address they name.
+    pub forwarded: Forwarded,
+    /// For a WebSocket handshake, the `Sec-WebSocket-Accept` the app's 101 must carry.
+    pub websocket_accept: Option<String>,
 }
 
 impl RequestCtx {
@@ -77,6 +85,9 @@ impl RequestCtx {
             clear_cookie: false,
             stripped: 0,
             tried: smallvec::SmallVec::new(),
+            retry_fresh: false,
+            forwarded: Forwarded::default(),
+            websocket_accept: None,
         }
     }
 

@@ -41,10 +41,18 @@ pub fn run(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
         return;
     }
     let log_sub = ctx.state.as_ref().is_some_and(|s| s.config.server.log_sub);
+    // Requests refused before the forwarding chain was read name their peer.
+    let client = ctx.forwarded.client.or_else(|| {
+        session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+    });
     let session = ctx.session.as_ref();
     access_log::global().record(&access_log::Entry {
         timestamp: SystemTime::now(),
         request_id: &ctx.request_id,
+        client,
         method: req.method.as_str(),
         path: req.uri.path(),
         status,

@@ -76,6 +76,20 @@ impl ProxyHttp for Gateway {
         upstream_peer::retry_connect(ctx, e)
     }
 
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let e = e.more_context(format!("Peer: {peer}"));
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        upstream_peer::retry_reused(ctx, replayable, client_reused, e)
+    }
+
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -92,6 +106,18 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response_filter::run(upstream_response, ctx).await
+    }
+
+    /// What Pingora's own log lines say about a request: never the query, where reset tokens
+    /// and the like travel.
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()))
+            .unwrap_or_default();
+        format!("{} {}, Host: {host}", req.method, req.uri.path())
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {

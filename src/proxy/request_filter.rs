@@ -1,11 +1,14 @@
-//! The request phase: strip the protected namespace, pick the route, read the session cookie,
-//! resolve the session, and apply the route's auth policy. The decisions are pure functions
-//! below; `run` only moves data between them and the Pingora session.
+//! The request phase: refuse echoing methods, read the host and the forwarding chain, strip the
+//! protected namespace, pick the route on the path as the app will read it, check upgrades,
+//! read the session cookie, resolve the session, and apply the route's auth policy. The
+//! decisions are pure functions (here and in `inbound`, `routing`, `cookie`); `run` only moves
+//! data between them and the Pingora session.
 
-use http::header::{ACCEPT, COOKIE, HOST};
+use http::header::{ACCEPT, CONTENT_LENGTH, COOKIE, HOST, UPGRADE};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use pingora::proxy::Session;
 use pingora::Result;
+use smallvec::SmallVec;
 use tracing::{info, warn};
 
 use super::ctx::{Lookup, RequestCtx};
@@ -13,7 +16,8 @@ use super::respond::LocalResponse;
 use super::Gateway;
 use crate::config::model::{AuthPolicy, OnStoreError, RouteSettings};
 use crate::cookie::{self, SessionCookie};
-use crate::routing::{normalize_path, request_host};
+use crate::inbound::{origin_form, request_host, websocket, HostInput, Seen, Upgrade};
+use crate::routing::{normalize_path, RouteError};
 use crate::session::lifecycle::now_ms;
 use crate::session::Resolution;
 
@@ -74,50 +78,167 @@ pub fn store_failed(route: &RouteSettings) -> Option<Admission> {
     }
 }
 
+/// A 400 with `body`, logged with `reason` (never the target's query).
+async fn bad_request(
+    session: &mut Session,
+    body: &'static str,
+    reason: &(dyn std::fmt::Display + Sync),
+) -> Result<bool> {
+    warn!(%reason, "refused a request");
+    LocalResponse::text(400, body).send(session).await?;
+    Ok(true)
+}
+
 pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
     let state = gateway.current();
     ctx.state = Some(state.clone());
 
-    // 1. Nothing in the protected namespace survives, whatever the route.
-    let spoofed = state.namespace.find(session.req_header().headers.keys());
-    if !spoofed.is_empty() {
-        let req = session.req_header_mut();
-        for name in &spoofed {
-            req.remove_header(name);
-        }
-        ctx.stripped = spoofed.len();
-        crate::metrics::metrics()
-            .spoofed_headers
-            .inc_by(spoofed.len() as u64);
-        info!(headers = ?spoofed.iter().map(|n| n.as_str()).collect::<Vec<_>>(), "removed inbound headers from the protected namespace");
+    // 1. Methods that would echo the request, and with it the assertion, back to the client.
+    let method = &session.req_header().method;
+    if !state.config.server.allow_trace
+        && (method.as_str().eq_ignore_ascii_case("TRACE")
+            || method.as_str().eq_ignore_ascii_case("TRACK"))
+    {
+        LocalResponse::text(405, "Method not allowed.\n")
+            .with_header(
+                "allow",
+                "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".into(),
+            )
+            .send(session)
+            .await?;
+        return Ok(true);
     }
 
-    // 2. Route, on a path normalised the way the strictest upstream would read it.
+    // 2. The host, from an absolute-form target (which Host must agree with) or Host.
+    let req = session.req_header();
+    let http1 = req.version < http::Version::HTTP_2;
+    let absolute = http1 && origin_form(req.raw_path()).is_some();
+    // Owned: the request header is borrowed mutably below.
+    let host = {
+        let hosts: SmallVec<[&[u8]; 1]> = req
+            .headers
+            .get_all(HOST)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        request_host(HostInput {
+            requires_host_header: http1 && req.version >= http::Version::HTTP_11,
+            hosts: &hosts,
+            target_authority: req.uri.authority().map(|a| a.as_str()),
+            target_scheme: req.uri.scheme_str(),
+        })
+        .map(|host| (host.name.into_owned(), host.authority.to_string()))
+    };
+    let (host_name, host_authority) = match host {
+        Ok(host) => host,
+        Err(e) => return bad_request(session, "Bad request host.\n", &e).await,
+    };
+
+    // 3. Who sent it, as the app will be told (read before the namespace strip removes it).
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let proto = if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+        "https"
+    } else {
+        "http"
+    };
+    ctx.forwarded = state.trusted.forwarded(
+        Seen {
+            peer,
+            proto,
+            host: &host_authority,
+        },
+        &session.req_header().headers,
+    );
+
+    // 4. Nothing in the protected namespace survives, whatever the route.
+    let found = state.namespace.find(session.req_header().headers.keys());
+    if !found.is_empty() {
+        let req = session.req_header_mut();
+        for (name, _) in &found {
+            req.remove_header(name);
+        }
+        let spoofed: Vec<&str> = found
+            .iter()
+            .filter(|(_, part)| part.is_spoof())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        ctx.stripped = spoofed.len();
+        if !spoofed.is_empty() {
+            crate::metrics::metrics()
+                .spoofed_headers
+                .inc_by(spoofed.len() as u64);
+            info!(headers = ?spoofed, "removed inbound headers from the protected namespace");
+        }
+    }
+
+    // 5. Framing and target the app reads unambiguously.
+    if let Err(e) = single_content_length(session.req_header_mut()) {
+        return bad_request(session, "Bad request framing.\n", &e).await;
+    }
+    if absolute {
+        let req = session.req_header_mut();
+        let origin = origin_form(req.raw_path()).unwrap_or_default();
+        let origin = match origin.first() {
+            Some(b'/') => origin.to_vec(),
+            _ => [b"/".as_slice(), origin].concat(),
+        };
+        req.set_raw_path(&origin)?;
+        req.insert_header(HOST, host_authority.as_str())?;
+    }
+
+    // 6. Route, on the path as the app behind will read it.
     let req = session.req_header();
     // A cheap reference-counted copy: the header is borrowed mutably again below.
     let target = req.uri.path_and_query().cloned();
     let path_and_query = target.as_ref().map_or("/", |p| p.as_str());
     let path = match normalize_path(path_and_query.as_bytes()) {
         Ok(path) => path,
-        Err(e) => {
-            warn!(reason = %e, "refused a request path");
-            LocalResponse::text(400, "Bad request path.\n")
+        Err(e) => return bad_request(session, "Bad request path.\n", &e).await,
+    };
+    let route_index = match state.routes.route(&host_name, &path) {
+        Ok(index) => index,
+        Err(RouteError::NoRoute) => {
+            LocalResponse::text(404, "No route.\n")
                 .send(session)
                 .await?;
             return Ok(true);
         }
-    };
-    let host = request_host(req.headers.get(HOST).map(|v| v.as_bytes()), req.uri.host());
-    let Some(route_index) = state.routes.find(&host, &path) else {
-        LocalResponse::text(404, "No route.\n")
-            .send(session)
-            .await?;
-        return Ok(true);
+        Err(RouteError::Ambiguous) => {
+            return bad_request(
+                session,
+                "Bad request path.\n",
+                &"its parameters put it under another route than its mapped path",
+            )
+            .await
+        }
     };
     ctx.route = Some(route_index);
     let route = state.routes.get(route_index);
 
-    // 3. The session cookie: exactly one well-formed id, or no session at all.
+    // 7. An upgrade opens a tunnel only for a genuine WebSocket handshake.
+    let req = session.req_header();
+    match websocket::classify(&req.method, req.version, &req.headers) {
+        Ok(Upgrade::None) => {}
+        Ok(Upgrade::Other) => {
+            session.req_header_mut().remove_header(&UPGRADE);
+        }
+        Ok(Upgrade::WebSocket { accept }) => {
+            if !route.websocket {
+                LocalResponse::text(403, "WebSocket is not enabled on this route.\n")
+                    .send(session)
+                    .await?;
+                return Ok(true);
+            }
+            ctx.websocket_accept = Some(accept);
+        }
+        Err(e) => return bad_request(session, "Bad WebSocket handshake.\n", &e).await,
+    }
+
+    // 8. The session cookie: exactly one well-formed id, or no session at all.
+    let req = session.req_header();
     let scan = cookie::scan(
         req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
         state.cookies.name(),
@@ -132,7 +253,7 @@ pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx)
         ctx.clear_cookie = true;
     }
 
-    // 4. Resolve it, unless the route is public.
+    // 9. Resolve it, unless the route is public.
     if route.auth != AuthPolicy::Public {
         if let SessionCookie::Valid(id) = &ctx.cookie {
             match state.sessions.resolve(id, now_ms()).await {
@@ -166,7 +287,7 @@ pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx)
         }
     }
 
-    // 5. The route's policy for requests without a session.
+    // 10. The route's policy for requests without a session.
     if ctx.session.is_none() {
         let accept = session
             .req_header()
@@ -184,6 +305,42 @@ pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx)
     Ok(false)
 }
 
+/// Why a request's `Content-Length` is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request has Content-Length values that disagree")]
+pub struct ContentLengthError;
+
+/// Several `Content-Length` values (header lines or a comma list) that agree become one;
+/// disagreeing ones are refused (RFC 9110 §8.6), so the app frames the body as the proxy did.
+pub fn single_content_length(
+    req: &mut pingora::http::RequestHeader,
+) -> std::result::Result<(), ContentLengthError> {
+    let mut values = req.headers.get_all(CONTENT_LENGTH).iter();
+    let (Some(first), second) = (values.next(), values.next()) else {
+        return Ok(());
+    };
+    if second.is_none() && !first.as_bytes().contains(&b',') {
+        return Ok(());
+    }
+    let mut agreed: Option<u64> = None;
+    for value in req.headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|b| *b == b',') {
+            let n = std::str::from_utf8(part.trim_ascii())
+                .ok()
+                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or(ContentLengthError)?;
+            if agreed.is_some_and(|a| a != n) {
+                return Err(ContentLengthError);
+            }
+            agreed = Some(n);
+        }
+    }
+    let n = agreed.ok_or(ContentLengthError)?;
+    req.insert_header(CONTENT_LENGTH, n.to_string())
+        .map_err(|_| ContentLengthError)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,13 +348,9 @@ mod tests {
 
     fn route(auth: AuthPolicy, login: Option<&str>, on_error: OnStoreError) -> RouteSettings {
         RouteSettings {
-            host: HostPattern::Any,
-            path_prefix: "/".into(),
-            upstream: 0,
-            auth,
-            audience: "app".into(),
             login_url: login.map(String::from),
             on_store_error: on_error,
+            ..RouteSettings::new(HostPattern::Any, "/", auth)
         }
     }
 

@@ -9,6 +9,7 @@ use http::HeaderName;
 use crate::config::Config;
 use crate::cookie::CookieWriter;
 use crate::identity::{ProtectedNamespace, Signer};
+use crate::inbound::TrustedProxies;
 use crate::routing::RouteTable;
 use crate::session::{Sessions, StoreStack};
 use crate::upstream::Pools;
@@ -31,6 +32,10 @@ pub struct GatewayState {
     pub assertion_name: Bytes,
     /// The mapped identity headers' names, in `[identity.headers]` order.
     pub mapped_names: Vec<Bytes>,
+    /// The claims behind the mapped identity headers, in the same order.
+    pub mapped_claims: Vec<String>,
+    /// Whose forwarding headers are believed.
+    pub trusted: TrustedProxies,
 }
 
 impl GatewayState {
@@ -55,7 +60,16 @@ impl GatewayState {
             .map(crate::metrics::RouteMetrics::new)
             .collect();
         let name = |n: &HeaderName| Bytes::copy_from_slice(n.as_str().as_bytes());
+        let mapped_claims: Vec<String> = identity
+            .headers
+            .iter()
+            .map(|(_, claim)| claim.clone())
+            .collect();
         GatewayState {
+            trusted: TrustedProxies::new(
+                config.server.trusted_proxies.clone(),
+                config.server.forwarded_header,
+            ),
             assertion_name: name(&identity.assertion_header),
             mapped_names: identity.headers.iter().map(|(n, _)| name(n)).collect(),
             routes: RouteTable::new(config.routes.clone()),
@@ -70,13 +84,10 @@ impl GatewayState {
                 identity.assertion_ttl.as_secs(),
             ),
             cookies: CookieWriter::new(config.session.cookie.clone()),
-            sessions: stack.sessions(config.session.clone()).with_projection(
-                identity
-                    .headers
-                    .iter()
-                    .map(|(_, claim)| claim.clone())
-                    .collect(),
-            ),
+            sessions: stack
+                .sessions(config.session.clone())
+                .with_projection(mapped_claims.clone()),
+            mapped_claims,
             config,
         }
     }

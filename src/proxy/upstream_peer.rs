@@ -46,11 +46,25 @@ fn affinity_key<'a>(pool: &Pool, ctx: &'a RequestCtx) -> AffinityKey<'a> {
     key.unwrap_or_else(|| AffinityKey::Rotating(pool.rotating_key()))
 }
 
+/// The connection-pool group of attempts that must not reuse a pooled connection: nothing is
+/// ever kept in it (such a peer's connections close when released).
+const FRESH_CONNECTION_GROUP: u64 = 1;
+
 pub fn select(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     let state = ctx.state();
     let route = ctx
         .route
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
+    if std::mem::take(&mut ctx.retry_fresh) {
+        // The backend closed a kept-alive connection as the request went out: that says
+        // nothing about the backend, so the same one is asked again, on a new connection.
+        if let Some(addr) = ctx.tried.last().copied() {
+            let mut peer = HttpPeer::new(addr, false, String::new());
+            peer.group_key = FRESH_CONNECTION_GROUP;
+            peer.options.idle_timeout = Some(std::time::Duration::ZERO);
+            return Ok(Box::new(peer));
+        }
+    }
     let pool = state.pools.get(state.routes.get(route).upstream);
     let addr = pool
         .select(affinity_key(pool, ctx).as_bytes(), &ctx.tried)
@@ -62,6 +76,24 @@ pub fn select(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         })?;
     ctx.tried.push(addr);
     Ok(Box::new(HttpPeer::new(addr, false, String::new())))
+}
+
+/// An error while proxying on a connection: Pingora's own policy (only idempotent requests
+/// whose body can be replayed, and only when the connection was a reused one) decides whether
+/// to retry; a retry goes to the same backend on a fresh connection.
+pub fn retry_reused(
+    ctx: &mut RequestCtx,
+    idempotent_and_replayable: bool,
+    client_reused: bool,
+    mut e: Box<Error>,
+) -> Box<Error> {
+    if idempotent_and_replayable {
+        e.retry.decide_reuse(client_reused);
+    } else {
+        e.set_retry(false);
+    }
+    ctx.retry_fresh = e.retry();
+    e
 }
 
 /// A refused connection takes the backend out for a while, and the request is retried on the

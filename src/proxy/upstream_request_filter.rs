@@ -1,5 +1,9 @@
-//! The request as the upstream sees it: the session cookie taken out of `Cookie`, the signed
-//! assertion and the claim-mapped headers put in.
+//! The request as the upstream sees it: the session cookie taken out of `Cookie`, the
+//! forwarding headers, the signed assertion and the claim-mapped headers put in.
+//!
+//! Pingora calls this once per attempt, each time on a fresh copy of the client's request (a
+//! retry after a reused connection failed gets a new copy), so it reads the context and never
+//! consumes it: every attempt sends the same rewritten request.
 
 use bytes::Bytes;
 use http::header::COOKIE;
@@ -10,7 +14,7 @@ use pingora::Result;
 use super::ctx::RequestCtx;
 use crate::session::lifecycle::now_ms;
 
-pub fn run(upstream_request: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+pub fn run(upstream_request: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
     // Ours, whatever the client sent: the id that joins the access log and the app's logs.
     let mut id = uuid::Uuid::encode_buffer();
     let id = ctx.request_id.hyphenated().encode_lower(&mut id);
@@ -18,13 +22,17 @@ pub fn run(upstream_request: &mut RequestHeader, ctx: &mut RequestCtx) -> Result
         Bytes::from_static(b"X-Request-Id"),
         HeaderValue::from_str(id).expect("a UUID is a valid header value"),
     )?;
-    if let Some(forwarded) = ctx.forwarded_cookie.take() {
+    if let Some(forwarded) = &ctx.forwarded_cookie {
         if forwarded.is_empty() {
             upstream_request.remove_header(&COOKIE);
         } else {
             // Replaces every inbound Cookie header.
-            upstream_request.insert_header(COOKIE, forwarded)?;
+            upstream_request.insert_header(COOKIE, forwarded.as_slice())?;
         }
+    }
+    // Every inbound spelling of these was removed with the protected namespace.
+    for (name, value) in &ctx.forwarded.headers {
+        upstream_request.insert_header(name.clone(), value.clone())?;
     }
     let (Some(active), Some(route)) = (&ctx.session, ctx.route) else {
         return Ok(());

@@ -4,11 +4,19 @@
 
 mod path;
 
-pub use path::{normalize_path, PathError};
-
-use std::borrow::Cow;
+pub use path::{normalize_path, PathError, RoutePath};
 
 use crate::config::model::{HostPattern, RouteSettings};
+
+/// Why a request matches no single route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteError {
+    /// No route serves this host and path.
+    NoRoute,
+    /// The path with its `;parameters` selects another route than the path a servlet container
+    /// maps it to: apps of different kinds would read it under different policies.
+    Ambiguous,
+}
 
 /// The routes of one configuration, ready to match requests.
 #[derive(Debug, Clone)]
@@ -25,18 +33,32 @@ impl RouteTable {
         &self.routes[index]
     }
 
+    /// The route for `host` (lower case, no port) and a request path in its routing forms:
+    /// both forms must select the same route.
+    pub fn route(&self, host: &str, path: &RoutePath<'_>) -> Result<usize, RouteError> {
+        let mapped = self.find(host, &path.mapped);
+        if let Some(literal) = &path.with_params {
+            if self.find(host, literal) != mapped {
+                return Err(RouteError::Ambiguous);
+            }
+        }
+        mapped.ok_or(RouteError::NoRoute)
+    }
+
     /// The index of the route for `host` (lower case, no port) and a normalised `path`.
     ///
     /// The most specific host pattern wins (exact, then the longest `*.` suffix, then `*`), and
     /// among routes of that host the longest matching path prefix; a prefix matches only at a
-    /// segment boundary, so `/app` matches `/app` and `/app/x` but not `/apple`.
+    /// segment boundary (`/`, or the `;` that starts a parameter), so `/app` matches `/app`,
+    /// `/app/x` and `/app;v=1` but not `/apple`. A `case_insensitive` route compares the path
+    /// ignoring ASCII case, as IIS does.
     pub fn find(&self, host: &str, path: &[u8]) -> Option<usize> {
         let mut best: Option<(usize, (usize, usize))> = None;
         for (i, route) in self.routes.iter().enumerate() {
             let Some(host_rank) = host_rank(&route.host, host) else {
                 continue;
             };
-            if !prefix_matches(route.path_prefix.as_bytes(), path) {
+            if !prefix_matches(route.path_prefix.as_bytes(), path, route.case_insensitive) {
                 continue;
             }
             let rank = (host_rank, route.path_prefix.len());
@@ -56,45 +78,28 @@ fn host_rank(pattern: &HostPattern, host: &str) -> Option<usize> {
     }
 }
 
-fn prefix_matches(prefix: &[u8], path: &[u8]) -> bool {
-    path.starts_with(prefix)
-        && (prefix.ends_with(b"/") || path.len() == prefix.len() || path[prefix.len()] == b'/')
-}
-
-/// The host a request is for: the Host header (or the URI authority), lower case, without port.
-pub fn request_host<'a>(host_header: Option<&'a [u8]>, uri_host: Option<&'a str>) -> Cow<'a, str> {
-    let raw = host_header
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .or(uri_host)
-        .unwrap_or("");
-    let without_port = if let Some(rest) = raw.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
+fn prefix_matches(prefix: &[u8], path: &[u8], case_insensitive: bool) -> bool {
+    let Some(head) = path.get(..prefix.len()) else {
+        return false;
     };
-    let host = without_port.trim_end_matches('.');
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
+    let equal = if case_insensitive {
+        head.eq_ignore_ascii_case(prefix)
     } else {
-        Cow::Borrowed(host)
-    }
+        head == prefix
+    };
+    equal
+        && (prefix.ends_with(b"/")
+            || path.len() == prefix.len()
+            || matches!(path[prefix.len()], b'/' | b';'))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::{AuthPolicy, OnStoreError};
+    use crate::config::model::AuthPolicy;
 
     fn route(host: HostPattern, prefix: &str) -> RouteSettings {
-        RouteSettings {
-            host,
-            path_prefix: prefix.into(),
-            upstream: 0,
-            auth: AuthPolicy::Required,
-            audience: "app".into(),
-            login_url: None,
-            on_store_error: OnStoreError::FailClosed,
-        }
+        RouteSettings::new(host, prefix, AuthPolicy::Required)
     }
 
     fn table() -> RouteTable {
@@ -134,13 +139,51 @@ mod tests {
     }
 
     #[test]
-    fn host_is_normalised() {
+    fn a_parameter_ends_a_prefix_like_a_slash() {
+        let t = table();
+        assert_eq!(t.find("x", b"/app;jsessionid=1"), Some(1));
+        assert_eq!(t.find("x", b"/app;x/y"), Some(1));
+        assert_eq!(t.find("x", b"/apple;x"), Some(0));
+    }
+
+    fn path(p: &[u8]) -> RoutePath<'_> {
+        normalize_path(p).unwrap()
+    }
+
+    #[test]
+    fn both_readings_of_a_path_with_parameters_must_agree() {
+        let t = RouteTable::new(vec![
+            route(HostPattern::Any, "/"),
+            route(HostPattern::Any, "/legacy"),
+            route(HostPattern::Any, "/legacy/admin"),
+        ]);
+        // Jetty served this from /legacy/admin: both readings say so now.
+        assert_eq!(t.route("x", &path(b"/legacy/admin;jsessionid=x/y")), Ok(2));
+        assert_eq!(t.route("x", &path(b"/legacy;v=1/page")), Ok(1));
+        // Mapped: /legacy/admin/y; with parameters: /legacy;v=1/admin/y under /legacy.
         assert_eq!(
-            request_host(Some(b"App.Example.com:8080"), None),
-            "app.example.com"
+            t.route("x", &path(b"/legacy;v=1/admin/y")),
+            Err(RouteError::Ambiguous)
         );
-        assert_eq!(request_host(Some(b"[::1]:8080"), None), "::1");
-        assert_eq!(request_host(None, Some("h.example")), "h.example");
-        assert_eq!(request_host(Some(b"h.example."), None), "h.example");
+        assert_eq!(
+            RouteTable::new(vec![route(HostPattern::Exact("a".into()), "/")])
+                .route("b", &path(b"/x")),
+            Err(RouteError::NoRoute)
+        );
+    }
+
+    #[test]
+    fn case_insensitive_routes_ignore_ascii_case() {
+        let mut admin = route(HostPattern::Any, "/admin");
+        admin.case_insensitive = true;
+        let t = RouteTable::new(vec![route(HostPattern::Any, "/"), admin]);
+        assert_eq!(t.find("x", b"/ADMIN/x"), Some(1));
+        assert_eq!(t.find("x", b"/Admin"), Some(1));
+        assert_eq!(t.find("x", b"/adminx"), Some(0));
+        let exact = RouteTable::new(vec![
+            route(HostPattern::Any, "/"),
+            route(HostPattern::Any, "/admin"),
+        ]);
+        assert_eq!(exact.find("x", b"/ADMIN/x"), Some(0));
     }
 }

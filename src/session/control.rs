@@ -18,6 +18,47 @@ pub const RESERVED_CLAIMS: &[&str] = &[
 /// Longest `sub` accepted (it becomes part of a store key).
 pub const MAX_SUB_LEN: usize = 512;
 
+/// The separator arrays are joined with in a mapped identity header.
+pub const JOIN_SEPARATOR: char = ',';
+
+/// What a control header may carry, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRules<'a> {
+    /// The most bytes of a control header's value (and so of a session's claims as JSON).
+    pub max_bytes: usize,
+    /// The claims behind the mapped identity headers: their text values reach apps as header
+    /// values, so they are held to `clean_text`.
+    pub mapped: &'a [String],
+}
+
+impl Default for ClaimRules<'_> {
+    fn default() -> Self {
+        ClaimRules {
+            max_bytes: 4096,
+            mapped: &[],
+        }
+    }
+}
+
+/// Whether `claims` serialise to at most `max_bytes` of JSON.
+pub fn claims_fit(claims: &Claims, max_bytes: usize) -> bool {
+    serde_json::to_vec(claims).is_ok_and(|json| json.len() <= max_bytes)
+}
+
+/// Whether `s` is text an app can compare as it reads it: no control or Unicode format
+/// characters (bidi overrides, zero-width joiners, soft hyphens), no line or paragraph
+/// separators, and no leading or trailing whitespace.
+pub fn clean_text(s: &str) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    s.trim() == s
+        && !s.chars().any(|c| {
+            matches!(
+                c.general_category(),
+                G::Control | G::Format | G::LineSeparator | G::ParagraphSeparator
+            )
+        })
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Login {
     pub sub: String,
@@ -57,15 +98,29 @@ pub enum ControlError {
         header: &'static str,
         reason: String,
     },
-    #[error("x-sessiongate-login needs \"sub\" as a non-empty string of at most {MAX_SUB_LEN} bytes without control characters")]
+    #[error("x-sessiongate-login needs \"sub\" as a non-empty string of at most {MAX_SUB_LEN} bytes, without control or format characters or surrounding whitespace")]
     BadSub,
+    #[error("{header} is {len} bytes, more than the {max} session.max_claims_bytes allows")]
+    TooLarge {
+        header: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("{header} sets the mapped claim \"{claim}\" to text with control or format characters, surrounding whitespace, or (in an array) a '{JOIN_SEPARATOR}'")]
+    BadMappedClaim { header: &'static str, claim: String },
     #[error("{header} sets the reserved claim \"{claim}\"")]
     ReservedClaim { header: &'static str, claim: String },
     #[error("x-sessiongate-logout must be \"current\" or \"all\", not {0:?}")]
     BadLogoutScope(String),
+    #[error("x-sessiongate-login is only accepted on routes with accept_login = true")]
+    LoginNotAccepted,
 }
 
-fn single<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, ControlError> {
+fn single<'a>(
+    headers: &'a HeaderMap,
+    name: &'static str,
+    max: usize,
+) -> Result<Option<&'a str>, ControlError> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -73,10 +128,45 @@ fn single<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a s
     if values.next().is_some() {
         return Err(ControlError::Repeated(name));
     }
-    first
-        .to_str()
+    if first.len() > max {
+        return Err(ControlError::TooLarge {
+            header: name,
+            len: first.len(),
+            max,
+        });
+    }
+    std::str::from_utf8(first.as_bytes())
         .map(|s| Some(s.trim()))
         .map_err(|_| ControlError::NotUtf8(name))
+}
+
+/// The mapped claims of `claims` must be clean text (strings, and the strings of arrays,
+/// which must not hold the separator they are joined with).
+fn check_mapped(
+    header: &'static str,
+    claims: &Claims,
+    rules: &ClaimRules<'_>,
+) -> Result<(), ControlError> {
+    for claim in rules.mapped {
+        let Some(value) = claims.get(claim) else {
+            continue;
+        };
+        let clean = match value {
+            Value::String(s) => clean_text(s),
+            Value::Array(items) => items.iter().all(|item| match item {
+                Value::String(s) => clean_text(s) && !s.contains(JOIN_SEPARATOR),
+                _ => true,
+            }),
+            _ => true,
+        };
+        if !clean {
+            return Err(ControlError::BadMappedClaim {
+                header,
+                claim: claim.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn object(header: &'static str, text: &str) -> Result<Claims, ControlError> {
@@ -107,9 +197,10 @@ fn refuse_reserved(header: &'static str, claims: &Claims) -> Result<(), ControlE
 }
 
 /// Reads the control headers of an upstream response.
-pub fn parse(headers: &HeaderMap) -> Result<ControlRequest, ControlError> {
+pub fn parse(headers: &HeaderMap, rules: &ClaimRules<'_>) -> Result<ControlRequest, ControlError> {
     let mut request = ControlRequest::default();
-    if let Some(text) = single(headers, LOGOUT)? {
+    let max = rules.max_bytes;
+    if let Some(text) = single(headers, LOGOUT, max)? {
         request.logout = Some(match text.to_ascii_lowercase().as_str() {
             "current" => LogoutScope::Current,
             "all" => LogoutScope::All,
@@ -120,22 +211,22 @@ pub fn parse(headers: &HeaderMap) -> Result<ControlRequest, ControlError> {
             }
         });
     }
-    if let Some(text) = single(headers, LOGIN)? {
+    if let Some(text) = single(headers, LOGIN, max)? {
         let mut claims = object(LOGIN, text)?;
         let sub = match claims.remove("sub") {
-            Some(Value::String(s))
-                if !s.is_empty() && s.len() <= MAX_SUB_LEN && !s.chars().any(char::is_control) =>
-            {
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_SUB_LEN && clean_text(&s) => {
                 s
             }
             _ => return Err(ControlError::BadSub),
         };
         refuse_reserved(LOGIN, &claims)?;
+        check_mapped(LOGIN, &claims, rules)?;
         request.login = Some(Login { sub, claims });
     }
-    if let Some(text) = single(headers, UPDATE)? {
+    if let Some(text) = single(headers, UPDATE, max)? {
         let patch = object(UPDATE, text)?;
         refuse_reserved(UPDATE, &patch)?;
+        check_mapped(UPDATE, &patch, rules)?;
         request.update = Some(patch);
     }
     Ok(request)
@@ -152,6 +243,17 @@ mod tests {
             h.append(*k, HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    fn parse(h: &HeaderMap) -> Result<ControlRequest, ControlError> {
+        let mapped = ["email".to_string(), "roles".to_string()];
+        super::parse(
+            h,
+            &ClaimRules {
+                max_bytes: 4096,
+                mapped: &mapped,
+            },
+        )
     }
 
     #[test]
@@ -210,5 +312,55 @@ mod tests {
             let err = parse(&headers(pairs)).unwrap_err().to_string();
             assert!(err.contains(expected), "{pairs:?}: {err}");
         }
+    }
+
+    #[test]
+    fn ambiguous_text_in_sub_and_mapped_claims_is_refused() {
+        for login in [
+            r#"{"sub":"admin\u202e"}"#,
+            r#"{"sub":"ad\u200bmin"}"#,
+            r#"{"sub":" admin"}"#,
+            r#"{"sub":"admin "}"#,
+            r#"{"sub":"admin\u2028"}"#,
+            r#"{"sub":"a\u00adb"}"#,
+            r#"{"sub":"\ufeffadmin"}"#,
+        ] {
+            let err = parse(&headers(&[("x-sessiongate-login", login)])).unwrap_err();
+            assert_eq!(err, ControlError::BadSub, "{login}");
+        }
+        for (header, body) in [
+            ("x-sessiongate-login", r#"{"sub":"a","email":"a@x\u202e"}"#),
+            (
+                "x-sessiongate-login",
+                r#"{"sub":"a","roles":["user","admin,root"]}"#,
+            ),
+            ("x-sessiongate-update", r#"{"roles":[" admin"]}"#),
+            ("x-sessiongate-update", r#"{"email":"a@x\t"}"#),
+        ] {
+            let err = parse(&headers(&[(header, body)])).unwrap_err();
+            assert!(
+                matches!(err, ControlError::BadMappedClaim { .. }),
+                "{body}: {err}"
+            );
+        }
+        // Claims that are not mapped to headers may hold any JSON text; the assertion escapes it.
+        let ok = parse(&headers(&[(
+            "x-sessiongate-login",
+            r#"{"sub":"Zoë Ünal","bio":"line\nbreak, with a comma","roles":["a","b"]}"#,
+        )]))
+        .unwrap();
+        assert_eq!(ok.login.unwrap().sub, "Zoë Ünal");
+    }
+
+    #[test]
+    fn oversized_control_headers_are_refused() {
+        let big = format!(r#"{{"sub":"a","blob":"{}"}}"#, "x".repeat(5000));
+        let err = parse(&headers(&[("x-sessiongate-login", &big)])).unwrap_err();
+        assert!(
+            matches!(err, ControlError::TooLarge { max: 4096, .. }),
+            "{err}"
+        );
+        let err = parse(&headers(&[("x-sessiongate-update", &big)])).unwrap_err();
+        assert!(matches!(err, ControlError::TooLarge { .. }), "{err}");
     }
 }

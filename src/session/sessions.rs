@@ -54,6 +54,8 @@ pub enum UpdateOutcome {
     Updated(SessionRecord),
     /// The session is gone or expired; nothing was written.
     NoSession,
+    /// The merged claims would exceed `session.max_claims_bytes`; nothing was written.
+    TooLarge,
 }
 
 /// Session operations over one store and one set of session settings.
@@ -84,6 +86,11 @@ impl Sessions {
     pub fn with_projection(mut self, projection: Vec<String>) -> Self {
         self.projection = projection;
         self
+    }
+
+    /// The most bytes a session's claims may take as JSON.
+    pub fn max_claims_bytes(&self) -> usize {
+        self.settings.max_claims_bytes
     }
 
     fn prepare(&self, record: &SessionRecord) -> PreparedSession {
@@ -258,6 +265,9 @@ impl Sessions {
                 return Ok(UpdateOutcome::NoSession);
             }
             let next = lifecycle::updated(&current, patch, now);
+            if !super::control::claims_fit(&next.claims, self.settings.max_claims_bytes) {
+                return Ok(UpdateOutcome::TooLarge);
+            }
             match self
                 .store
                 .compare_and_set(key, current.v, &next, now)

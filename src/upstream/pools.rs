@@ -187,6 +187,7 @@ mod tests {
                 .collect(),
             affinity: Affinity::Session,
             health: HealthCheck::None,
+            case_insensitive: false,
         })
     }
 

@@ -80,9 +80,10 @@ impl TestConfig {
         self
     }
 
-    /// The standard test routes: `/login` and `/public` public, `/opt` optional, `/` required.
+    /// The standard test routes: `/login` (which accepts logins) and `/public` public, `/opt`
+    /// optional, `/` required.
     pub fn standard_routes(self) -> Self {
-        self.route("path_prefix = \"/login\"\nauth = \"public\"")
+        self.route("path_prefix = \"/login\"\nauth = \"public\"\naccept_login = true")
             .route("path_prefix = \"/public\"\nauth = \"public\"")
             .route("path_prefix = \"/opt\"\nauth = \"optional\"")
     }

@@ -1,11 +1,13 @@
 //! Test harness: real processes on ephemeral ports. A `redis-server` the test starts itself,
 //! an echo upstream (a real HTTP server that reports the headers it received and answers with
-//! headers the test asks for), and the real `sessiongate` binary. Every child is killed on drop.
+//! headers the test asks for), real legacy web servers (Tomcat, lighttpd CGI, PHP; see
+//! `legacy`), and the real `sessiongate` binary. Every child is killed on drop.
 #![allow(dead_code, unused_imports)]
 
 pub mod config;
 pub mod echo;
 pub mod fixture;
+pub mod legacy;
 pub mod proc;
 pub mod topology;
 
