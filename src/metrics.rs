@@ -246,7 +246,7 @@ impl Metrics {
             control_rejected: counter(
                 &r,
                 "sessiongate_control_headers_rejected_total",
-                "Upstream responses whose control headers were malformed and ignored.",
+                "Upstream responses whose control headers were refused and ignored (malformed, oversized claims, a login on a route without accept_login) or whose Set-Cookie for the session cookie was removed.",
             ),
             registry: r,
         };

@@ -238,6 +238,103 @@ fn base_config_is_valid() {
 }
 
 #[test]
+fn boundary_settings_default_to_the_safe_side() {
+    let config = Cfg::base().ok();
+    assert!(config.server.trusted_proxies.is_empty());
+    assert!(!config.server.forwarded_header);
+    assert!(!config.server.allow_trace);
+    assert_eq!(config.session.max_claims_bytes, 4096);
+    assert!(!config.upstreams[0].case_insensitive);
+    let r = &config.routes[0];
+    assert!(!r.accept_login, "no route accepts logins unless it says so");
+    assert!(r.websocket);
+    assert!(!r.case_insensitive);
+}
+
+#[test]
+fn boundary_settings_written_out_are_taken() {
+    let config = Cfg::base()
+        .set(
+            "[server]",
+            "trusted_proxies",
+            r#"["10.0.0.0/8", "192.168.1.7", "fd00::/8", "::1"]"#,
+        )
+        .set("[server]", "forwarded_header", "true")
+        .set("[server]", "allow_trace", "true")
+        .set("[session]", "max_claims_bytes", "8192")
+        .set("[[upstream]]", "case_insensitive", "true")
+        .set("[[route]]", "accept_login", "true")
+        .set("[[route]]", "websocket", "false")
+        .ok();
+    let nets: Vec<String> = config
+        .server
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        nets,
+        ["10.0.0.0/8", "192.168.1.7/32", "fd00::/8", "::1/128"]
+    );
+    assert!(config.server.forwarded_header);
+    assert!(config.server.allow_trace);
+    assert_eq!(config.session.max_claims_bytes, 8192);
+    let r = &config.routes[0];
+    assert!(r.accept_login);
+    assert!(!r.websocket);
+    assert!(
+        r.case_insensitive,
+        "a route takes its upstream's case_insensitive"
+    );
+    let config = Cfg::base()
+        .set("[[upstream]]", "case_insensitive", "true")
+        .set("[[route]]", "case_insensitive", "false")
+        .ok();
+    assert!(
+        !config.routes[0].case_insensitive,
+        "the route's own setting wins"
+    );
+}
+
+#[test]
+fn trusted_proxies_must_be_addresses_or_ranges() {
+    let cfg = Cfg::base().set(
+        "[server]",
+        "trusted_proxies",
+        r#"["10.0.0.0/8", "proxy.internal"]"#,
+    );
+    assert_only(
+        &cfg,
+        "server.trusted_proxies[1]",
+        "\"proxy.internal\" is not an IP address or CIDR range",
+    );
+    let cfg = Cfg::base().set("[server]", "trusted_proxies", r#"["10.1.2.3/8"]"#);
+    assert_only(
+        &cfg,
+        "server.trusted_proxies[0]",
+        "has host bits set; the range is \"10.0.0.0/8\"",
+    );
+    let cfg = Cfg::base().set("[server]", "trusted_proxies", r#"["10.0.0.0/33"]"#);
+    assert_only(
+        &cfg,
+        "server.trusted_proxies[0]",
+        "is not an IP address or CIDR range",
+    );
+}
+
+#[test]
+fn max_claims_bytes_is_bounded() {
+    for bad in ["0", "255", "65537"] {
+        let cfg = Cfg::base().set("[session]", "max_claims_bytes", bad);
+        assert_only(
+            &cfg,
+            "session.max_claims_bytes",
+            "must be between 256 and 65536",
+        );
+    }
+}
+
+#[test]
 fn minimal_config_gets_the_documented_defaults() {
     let text = format!(
         r#"
@@ -1252,7 +1349,17 @@ fn reserved_identity_headers() {
         "Keep-Alive",
         "Proxy-Connection",
         "X-Request-Id",
+        "x_request_id",
         "traceparent",
+        "X-Forwarded-For",
+        "X~Forwarded~For",
+        "X-Forwarded-Port",
+        "X-Forwarded-Prefix",
+        "Forwarded",
+        "X-Real-IP",
+        "True-Client-IP",
+        "X-Original-URL",
+        "X-Rewrite-URL",
     ] {
         let cfg = Cfg::base().set_str("[identity.headers]", &format!("\"{reserved}\""), "sub");
         assert_only(
@@ -1271,6 +1378,21 @@ fn duplicate_identity_header_differing_only_in_case() {
         "identity.headers.\"x-auth-user\"",
         "names a header that is already mapped (names compare case-insensitively",
     );
+}
+
+#[test]
+fn identity_headers_that_fold_together_over_any_separator() {
+    for spelling in ["X~Auth~User", "X+Auth+User", "X!Auth.User", "x_auth_user"] {
+        let cfg = Cfg::base().set_str("[identity.headers]", &format!("\"{spelling}\""), "email");
+        // Whichever of the two sorts second is reported.
+        let problems = cfg.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("already mapped")
+                && problems[0].contains("with every non-alphanumeric byte as -"),
+            "{problems:?}"
+        );
+    }
 }
 
 #[test]

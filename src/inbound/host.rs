@@ -130,19 +130,43 @@ fn host_name(authority: &str) -> Option<&str> {
     Some(host)
 }
 
-/// The origin-form (`/path?query`) of an absolute-form target, or `None` when the target is
-/// not absolute-form.
-pub fn origin_form(target: &[u8]) -> Option<&[u8]> {
+/// An absolute-form request target (`http://host:port/path?query`), split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbsoluteTarget<'a> {
+    pub scheme: &'a str,
+    pub authority: &'a str,
+    /// `/path?query` (`/` when the target had no path).
+    pub origin: Cow<'a, [u8]>,
+}
+
+/// Splits an absolute-form target, or `None` when `target` is not one (origin-form starts
+/// with `/`). Pingora keeps such a target verbatim as the raw path, with no authority in the
+/// URI, so the host has to be read from here.
+pub fn absolute_target(target: &[u8]) -> Option<AbsoluteTarget<'_>> {
+    if target.first() == Some(&b'/') {
+        return None;
+    }
     let scheme_end = target.windows(3).position(|w| w == b"://")?;
-    if scheme_end == 0 || !target[..scheme_end].iter().all(u8::is_ascii_alphabetic) {
+    let scheme = std::str::from_utf8(&target[..scheme_end]).ok()?;
+    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphabetic()) {
         return None;
     }
     let rest = &target[scheme_end + 3..];
-    let path_start = rest
+    let authority_end = rest
         .iter()
         .position(|b| *b == b'/' || *b == b'?')
         .unwrap_or(rest.len());
-    Some(&rest[path_start..])
+    let authority = std::str::from_utf8(&rest[..authority_end]).ok()?;
+    let path = &rest[authority_end..];
+    let origin = match path.first() {
+        Some(b'/') => Cow::Borrowed(path),
+        _ => Cow::Owned([b"/".as_slice(), path].concat()),
+    };
+    Some(AbsoluteTarget {
+        scheme,
+        authority,
+        origin,
+    })
 }
 
 #[cfg(test)]
@@ -237,14 +261,27 @@ mod tests {
     }
 
     #[test]
-    fn origin_form_of_absolute_targets() {
+    fn absolute_targets_are_split() {
+        let t = absolute_target(b"http://admin.example.com:8080/public/x?y").unwrap();
+        assert_eq!(t.scheme, "http");
+        assert_eq!(t.authority, "admin.example.com:8080");
+        assert_eq!(t.origin.as_ref(), b"/public/x?y");
         assert_eq!(
-            origin_form(b"http://admin.example.com/public/x?y"),
-            Some(&b"/public/x?y"[..])
+            absolute_target(b"HTTPS://a.example?x")
+                .unwrap()
+                .origin
+                .as_ref(),
+            b"/?x"
         );
-        assert_eq!(origin_form(b"http://a.example?x"), Some(&b"?x"[..]));
-        assert_eq!(origin_form(b"http://a.example"), Some(&b""[..]));
-        assert_eq!(origin_form(b"/public/x"), None);
-        assert_eq!(origin_form(b"/a://b"), None);
+        assert_eq!(
+            absolute_target(b"http://a.example")
+                .unwrap()
+                .origin
+                .as_ref(),
+            b"/"
+        );
+        assert_eq!(absolute_target(b"/public/x"), None);
+        assert_eq!(absolute_target(b"/a://b"), None);
+        assert_eq!(absolute_target(b"*"), None);
     }
 }

@@ -7,5 +7,5 @@ pub mod host;
 pub mod websocket;
 
 pub use forwarded::{Forwarded, Seen, TrustedProxies};
-pub use host::{origin_form, request_host, HostError, HostInput, RequestHost};
+pub use host::{absolute_target, request_host, AbsoluteTarget, HostError, HostInput, RequestHost};
 pub use websocket::{HandshakeError, Upgrade};

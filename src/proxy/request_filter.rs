@@ -16,7 +16,7 @@ use super::respond::LocalResponse;
 use super::Gateway;
 use crate::config::model::{AuthPolicy, OnStoreError, RouteSettings};
 use crate::cookie::{self, SessionCookie};
-use crate::inbound::{origin_form, request_host, websocket, HostInput, Seen, Upgrade};
+use crate::inbound::{absolute_target, request_host, websocket, HostInput, Seen, Upgrade};
 use crate::routing::{normalize_path, RouteError};
 use crate::session::lifecycle::now_ms;
 use crate::session::Resolution;
@@ -112,7 +112,18 @@ pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx)
     // 2. The host, from an absolute-form target (which Host must agree with) or Host.
     let req = session.req_header();
     let http1 = req.version < http::Version::HTTP_2;
-    let absolute = http1 && origin_form(req.raw_path()).is_some();
+    // Pingora keeps an absolute-form target as the raw path, with no authority in the URI.
+    let absolute = if http1 {
+        absolute_target(req.raw_path()).map(|t| {
+            (
+                t.scheme.to_string(),
+                t.authority.to_string(),
+                t.origin.into_owned(),
+            )
+        })
+    } else {
+        None
+    };
     // Owned: the request header is borrowed mutably below.
     let host = {
         let hosts: SmallVec<[&[u8]; 1]> = req
@@ -124,8 +135,14 @@ pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx)
         request_host(HostInput {
             requires_host_header: http1 && req.version >= http::Version::HTTP_11,
             hosts: &hosts,
-            target_authority: req.uri.authority().map(|a| a.as_str()),
-            target_scheme: req.uri.scheme_str(),
+            target_authority: absolute
+                .as_ref()
+                .map(|(_, authority, _)| authority.as_str())
+                .or_else(|| req.uri.authority().map(|a| a.as_str())),
+            target_scheme: absolute
+                .as_ref()
+                .map(|(scheme, _, _)| scheme.as_str())
+                .or_else(|| req.uri.scheme_str()),
         })
         .map(|host| (host.name.into_owned(), host.authority.to_string()))
     };
@@ -178,14 +195,10 @@ pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx)
     if let Err(e) = single_content_length(session.req_header_mut()) {
         return bad_request(session, "Bad request framing.\n", &e).await;
     }
-    if absolute {
+    if let Some((_, _, origin)) = &absolute {
+        // The app gets the origin form and the host the route was chosen for.
         let req = session.req_header_mut();
-        let origin = origin_form(req.raw_path()).unwrap_or_default();
-        let origin = match origin.first() {
-            Some(b'/') => origin.to_vec(),
-            _ => [b"/".as_slice(), origin].concat(),
-        };
-        req.set_raw_path(&origin)?;
+        req.set_raw_path(origin)?;
         req.insert_header(HOST, host_authority.as_str())?;
     }
 
