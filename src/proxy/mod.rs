@@ -7,6 +7,7 @@ mod request_filter;
 mod respond;
 mod response_filter;
 mod state;
+mod tunnel;
 mod upstream_peer;
 mod upstream_request_filter;
 
@@ -31,13 +32,18 @@ pub type SharedState = Arc<ArcSwap<GatewayState>>;
 /// over the store stack, shared across reloads).
 pub struct Gateway {
     state: SharedState,
+    /// Connections for the WebSocket tunnels the gateway runs itself (see `tunnel`).
+    tunnels: pingora::connectors::http::v1::Connector,
 }
 
 impl Gateway {
     /// Serves requests on whatever `state` holds when each request arrives; the background
     /// tasks (renewals, invalidations, health checks, reloads) are the caller's to run.
     pub fn new(state: SharedState) -> Self {
-        Gateway { state }
+        Gateway {
+            state,
+            tunnels: pingora::connectors::http::v1::Connector::new(None),
+        }
     }
 
     /// The state new requests run on.

@@ -315,6 +315,12 @@ pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx)
             return Ok(true);
         }
     }
+
+    // 11. An admitted WebSocket handshake: the gateway runs the tunnel itself.
+    if let Some(accept) = ctx.websocket_accept.clone() {
+        super::tunnel::run(&gateway.tunnels, session, ctx, &accept).await?;
+        return Ok(true);
+    }
     Ok(false)
 }
 

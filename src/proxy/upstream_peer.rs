@@ -46,9 +46,14 @@ fn affinity_key<'a>(pool: &Pool, ctx: &'a RequestCtx) -> AffinityKey<'a> {
     key.unwrap_or_else(|| AffinityKey::Rotating(pool.rotating_key()))
 }
 
-/// The connection-pool group of attempts that must not reuse a pooled connection: nothing is
-/// ever kept in it (such a peer's connections close when released).
-const FRESH_CONNECTION_GROUP: u64 = 1;
+/// A connection-pool group no other attempt shares, so the attempt cannot be handed a pooled
+/// connection: each retry after a dropped kept-alive connection gets its own. Its connection
+/// is not kept after the request (an idle timeout of zero; Pingora closes it at its idle
+/// timer's next tick).
+fn fresh_connection_group() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) | 1 << 63
+}
 
 pub fn select(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     let state = ctx.state();
@@ -60,7 +65,7 @@ pub fn select(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         // nothing about the backend, so the same one is asked again, on a new connection.
         if let Some(addr) = ctx.tried.last().copied() {
             let mut peer = HttpPeer::new(addr, false, String::new());
-            peer.group_key = FRESH_CONNECTION_GROUP;
+            peer.group_key = fresh_connection_group();
             peer.options.idle_timeout = Some(std::time::Duration::ZERO);
             return Ok(Box::new(peer));
         }
