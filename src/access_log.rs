@@ -212,6 +212,14 @@ impl Entry<'_> {
         let client = f.name("client");
         client.push(b'"');
         match self.client {
+            Some(std::net::IpAddr::V4(v4)) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        client.push(b'.');
+                    }
+                    number(client, octet);
+                }
+            }
             Some(addr) => {
                 let _ = write!(Buf(client), "{addr}");
             }

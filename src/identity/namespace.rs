@@ -119,6 +119,18 @@ fn folded_eq(name: &[u8], folded: &[u8]) -> bool {
 pub struct ProtectedNamespace {
     /// Folded names and their part, besides the `X-Sessiongate-` prefix.
     exact: Vec<(Vec<u8>, Protected)>,
+    /// Which folded first bytes and which lengths protected names have: most inbound names
+    /// (`host`, `accept`, `cookie`, ...) are ruled out by these two bit tests alone.
+    first_bytes: [u64; 4],
+    lengths: u128,
+}
+
+fn set_bit(bits: &mut [u64], i: usize) {
+    bits[i / 64] |= 1 << (i % 64);
+}
+
+fn has_bit(bits: &[u64], i: usize) -> bool {
+    bits[i / 64] & (1 << (i % 64)) != 0
 }
 
 impl ProtectedNamespace {
@@ -148,13 +160,35 @@ impl ProtectedNamespace {
                 },
             )
         }));
-        ProtectedNamespace { exact }
+        let mut first_bytes = [0u64; 4];
+        let mut lengths = 0u128;
+        set_bit(&mut first_bytes, usize::from(PREFIX[0]));
+        for (name, _) in &exact {
+            if let Some(first) = name.first() {
+                set_bit(&mut first_bytes, usize::from(*first));
+            }
+            // Names of 128 bytes or more are rare enough to always take the slow path.
+            lengths |= 1u128 << name.len().min(127);
+        }
+        lengths |= 1u128 << 127;
+        ProtectedNamespace {
+            exact,
+            first_bytes,
+            lengths,
+        }
     }
 
     /// The part of the namespace an inbound header with this name is in, if any.
     pub fn classify(&self, name: &[u8]) -> Option<Protected> {
+        let first = usize::from(fold_byte(*name.first()?));
+        if !has_bit(&self.first_bytes, first) {
+            return None;
+        }
         if name.len() >= PREFIX.len() && folded_eq(&name[..PREFIX.len()], PREFIX) {
             return Some(Protected::Identity);
+        }
+        if self.lengths & (1u128 << name.len().min(127)) == 0 {
+            return None;
         }
         let (folded, part) = self.exact.iter().find(|(p, _)| folded_eq(name, p))?;
         Some(match *part {

@@ -77,8 +77,9 @@ impl TrustedProxies {
             }
             (!joined.is_empty()).then_some(joined)
         };
-        let peer_text = seen.peer.map(canonical).map(|p| p.to_string());
-        let peer_node = peer_text.as_deref().unwrap_or("unknown");
+        let peer_text = seen
+            .peer
+            .map_or_else(|| "unknown".to_string(), |p| canonical(p).to_string());
 
         let chain = kept("x-forwarded-for");
         let client = match (&chain, seen.peer) {
@@ -86,42 +87,46 @@ impl TrustedProxies {
             _ => seen.peer.map(canonical),
         };
         let mut headers = Vec::with_capacity(4);
-        let mut push = |name: &'static str, value: String| {
-            if let Ok(value) = HeaderValue::try_from(value) {
-                headers.push((HeaderName::from_static(name), value));
-            }
+        let mut push = |name: &'static str, value: HeaderValue| {
+            headers.push((HeaderName::from_static(name), value));
         };
-        push(
-            "x-forwarded-for",
-            match chain {
-                Some(chain) => format!("{chain}, {peer_node}"),
-                None => peer_node.to_string(),
-            },
-        );
-        push(
-            "x-forwarded-proto",
-            kept("x-forwarded-proto").unwrap_or_else(|| seen.proto.to_string()),
-        );
-        if let Some(host) = kept("x-forwarded-host")
-            .or_else(|| (!seen.host.is_empty()).then(|| seen.host.to_string()))
-        {
+        let text = |value: String| HeaderValue::try_from(value).ok();
+        let xff = match chain {
+            Some(chain) => text(format!("{chain}, {peer_text}")),
+            None => text(peer_text.clone()),
+        };
+        if let Some(xff) = xff {
+            push("x-forwarded-for", xff);
+        }
+        match kept("x-forwarded-proto").and_then(text) {
+            Some(proto) => push("x-forwarded-proto", proto),
+            None => push("x-forwarded-proto", HeaderValue::from_static(seen.proto)),
+        }
+        let host = kept("x-forwarded-host").and_then(text).or_else(|| {
+            (!seen.host.is_empty())
+                .then(|| HeaderValue::from_str(seen.host).ok())
+                .flatten()
+        });
+        if let Some(host) = host {
             push("x-forwarded-host", host);
         }
         let previous = kept("forwarded");
         if previous.is_some() || self.forwarded_header {
             let element = forwarded_element(seen);
-            push(
-                "forwarded",
-                match previous {
-                    Some(previous) => format!("{previous}, {element}"),
-                    None => element,
-                },
-            );
+            let value = match previous {
+                Some(previous) => format!("{previous}, {element}"),
+                None => element,
+            };
+            if let Some(value) = text(value) {
+                push("forwarded", value);
+            }
         }
-        for (name, kind) in FORWARDING {
-            if *kind == Kind::Other {
-                if let Some(value) = kept(name) {
-                    push(name, value);
+        if trusted {
+            for (name, kind) in FORWARDING {
+                if *kind == Kind::Other {
+                    if let Some(value) = kept(name).and_then(text) {
+                        push(name, value);
+                    }
                 }
             }
         }

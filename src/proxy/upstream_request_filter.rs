@@ -30,9 +30,10 @@ pub fn run(upstream_request: &mut RequestHeader, ctx: &RequestCtx) -> Result<()>
             upstream_request.insert_header(COOKIE, forwarded.as_slice())?;
         }
     }
-    // Every inbound spelling of these was removed with the protected namespace.
+    // Appended: every inbound spelling of these was removed with the protected namespace,
+    // and each attempt starts from a fresh copy of that stripped request.
     for (name, value) in &ctx.forwarded.headers {
-        upstream_request.insert_header(name.clone(), value.clone())?;
+        upstream_request.append_header(name.clone(), value.clone())?;
     }
     let (Some(active), Some(route)) = (&ctx.session, ctx.route) else {
         return Ok(());
