@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use serde_json::json;
-use sessiongate::session::cache::{CacheSettings, SessionCache};
+use sessiongate::cache::SessionCache;
+use sessiongate::config::model::CacheSettings;
 use sessiongate::session::lifecycle::{new_record, now_ms};
 use sessiongate::session::{PreparedSession, SessionId, SessionRecord, StoreKey};
 

@@ -13,8 +13,9 @@ use sessiongate::config::model::RecordFormat;
 use sessiongate::cookie;
 use sessiongate::identity::{ProtectedNamespace, Signer};
 use sessiongate::session::lifecycle::{new_record, now_ms};
-use sessiongate::session::memory::MemoryStore;
-use sessiongate::session::{PreparedSession, SessionId, SessionRecord, SessionStore};
+use sessiongate::session::{PreparedSession, SessionId, SessionRecord};
+use sessiongate::store::memory::MemoryStore;
+use sessiongate::store::SessionStore;
 
 fn record_with_claims(bytes: usize) -> SessionRecord {
     let claims = json!({

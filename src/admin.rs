@@ -16,24 +16,29 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
+use std::sync::Arc;
+
 use crate::metrics::metrics;
 use crate::proxy::SharedState;
 use crate::session::lifecycle::now_ms;
-use crate::session::{StoreError, StoreKey, StoreStack};
+use crate::session::StoreKey;
+use crate::sessions::Backend;
+use crate::store::breaker::BreakerState;
+use crate::store::{SessionStore, StoreError};
 
 pub struct Admin {
     state: SharedState,
-    stack: StoreStack,
+    backend: Arc<Backend>,
 }
 
 impl Admin {
-    /// Serves the admin endpoints over the gateway's `state` and the store `stack`.
-    pub fn new(state: SharedState, stack: StoreStack) -> Self {
-        Admin { state, stack }
+    /// Serves the admin endpoints over the gateway's `state` and the session `backend`.
+    pub fn new(state: SharedState, backend: Arc<Backend>) -> Self {
+        Admin { state, backend }
     }
 
     async fn readyz(&self) -> Response<Vec<u8>> {
-        let store = &self.stack.store;
+        let store = &self.backend.store;
         let breaker = store
             .breaker_state()
             .map_or(String::new(), |b| format!(" (circuit {})", b.as_str()));
@@ -48,11 +53,11 @@ impl Admin {
 
     fn metrics(&self) -> Response<Vec<u8>> {
         let m = metrics();
-        if let Some(cache) = &self.stack.cache {
-            m.observe_cache(&cache.stats());
+        if let Some(cache) = &self.backend.cache {
+            m.observe_cache(&cache.stats().figures());
         }
-        if let Some(state) = self.stack.store.breaker_state() {
-            m.observe_breaker(state);
+        if let Some(state) = self.backend.store.breaker_state() {
+            m.observe_breaker(state.as_str(), &BreakerState::ALL.map(BreakerState::as_str));
         }
         let current = self.state.load();
         m.backend_healthy.reset();
@@ -124,10 +129,10 @@ impl Admin {
                             .map(|(key, r)| {
                                 json!({
                                     "id_hash": key.as_str(),
-                                    "created_at": r.created_at,
-                                    "last_seen": r.last_seen,
-                                    "idle_deadline": r.idle_deadline,
-                                    "absolute_deadline": r.absolute_deadline,
+                                    "created_at": r.deadlines.created_at,
+                                    "last_seen": r.deadlines.last_seen,
+                                    "idle_deadline": r.deadlines.idle,
+                                    "absolute_deadline": r.deadlines.absolute,
                                 })
                             })
                             .collect();

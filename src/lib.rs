@@ -1,12 +1,21 @@
 //! sessiongate: an edge reverse proxy on Pingora that owns the browser session for the legacy
-//! applications behind it. See DESIGN.md for the contract and README.md for operations.
+//! applications behind it. docs/protocol.md is the wire contract; README.md covers operations.
+//!
+//! The layers, each importing only from those before it: `config::model` (the validated
+//! configuration) ← `session` (the pure session model) ← `store` (persistence) ← `cache` (the
+//! tiers in front of the store) ← `sessions` (the service the proxy and the admin API call) ←
+//! `proxy` (the Pingora phases) ← `server`. Beside them, leaves that import nothing above the
+//! model: `header_names`, `metrics`, `access_log`, `routing`, `inbound`, `cookie`, `identity`,
+//! `upstream`.
 #![forbid(unsafe_code)]
 
 pub mod access_log;
 pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod cookie;
 pub mod demo;
+pub mod header_names;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
@@ -15,4 +24,6 @@ pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod session;
+pub mod sessions;
+pub mod store;
 pub mod upstream;

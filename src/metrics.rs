@@ -13,9 +13,6 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::session::breaker::BreakerState;
-use crate::session::cache::CacheSnapshot;
-
 /// Request and store latency buckets, in seconds: 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -43,6 +40,17 @@ pub mod destroyed {
     pub const LOGOUT_ALL: &str = "logout_all";
     pub const ROTATED: &str = "rotated";
     pub const ADMIN: &str = "admin";
+}
+
+/// What the cache reports at a scrape: sizes now, counters since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheFigures {
+    pub entries: usize,
+    pub bytes: usize,
+    pub evictions: u64,
+    pub invalidations: u64,
+    pub coalesced: u64,
+    pub negative_hits: u64,
 }
 
 pub struct Metrics {
@@ -296,26 +304,22 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// Brings the cache's gauges and counters up to `snapshot`.
-    pub fn observe_cache(&self, snapshot: &CacheSnapshot) {
-        self.cache_entries.set(snapshot.entries as i64);
-        self.cache_bytes.set(snapshot.bytes as i64);
-        advance(&self.cache_evictions, snapshot.evictions);
-        advance(&self.cache_invalidations, snapshot.invalidations);
-        advance(&self.cache_coalesced, snapshot.coalesced);
-        advance(&self.cache_negative_hits, snapshot.negative_hits);
+    /// Brings the cache's gauges and counters up to `figures`.
+    pub fn observe_cache(&self, figures: &CacheFigures) {
+        self.cache_entries.set(figures.entries as i64);
+        self.cache_bytes.set(figures.bytes as i64);
+        advance(&self.cache_evictions, figures.evictions);
+        advance(&self.cache_invalidations, figures.invalidations);
+        advance(&self.cache_coalesced, figures.coalesced);
+        advance(&self.cache_negative_hits, figures.negative_hits);
     }
 
-    /// Sets the breaker's state gauge (one state at 1, the others at 0).
-    pub fn observe_breaker(&self, state: BreakerState) {
-        for s in [
-            BreakerState::Closed,
-            BreakerState::Open,
-            BreakerState::HalfOpen,
-        ] {
+    /// Sets the breaker's state gauge: `current` (one of `states`) at 1, the others at 0.
+    pub fn observe_breaker(&self, current: &str, states: &[&str]) {
+        for s in states {
             self.circuit_state
-                .with_label_values(&[s.as_str()])
-                .set(i64::from(s == state));
+                .with_label_values(&[s])
+                .set(i64::from(*s == current));
         }
     }
 }
@@ -382,22 +386,22 @@ mod tests {
     fn cache_counters_follow_the_snapshot() {
         let m = metrics();
         let before = m.cache_evictions.get();
-        let snapshot = CacheSnapshot {
+        let figures = CacheFigures {
             evictions: before + 3,
             entries: 7,
             ..Default::default()
         };
-        m.observe_cache(&snapshot);
+        m.observe_cache(&figures);
         assert_eq!(m.cache_evictions.get(), before + 3);
         assert_eq!(m.cache_entries.get(), 7);
-        // A snapshot never moves a counter back.
-        m.observe_cache(&CacheSnapshot::default());
+        // Figures never move a counter back.
+        m.observe_cache(&CacheFigures::default());
         assert_eq!(m.cache_evictions.get(), before + 3);
     }
 
     #[test]
     fn every_family_is_exported_with_its_prefix() {
-        metrics().observe_breaker(BreakerState::Open);
+        metrics().observe_breaker("open", &["closed", "open", "half_open"]);
         let text = metrics().encode();
         assert!(text.contains("sessiongate_build_info{version="));
         assert!(text.contains("sessiongate_store_circuit_state{state=\"open\"} 1"));

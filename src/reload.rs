@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::config::{Config, ConfigError};
 use crate::metrics::metrics;
 use crate::proxy::{GatewayState, SharedState};
-use crate::session::StoreStack;
+use crate::sessions::Backend;
 use crate::upstream::Pools;
 
 /// The settings a running process cannot change, by key path, that differ between `running`
@@ -66,12 +66,16 @@ fn keep_restart_settings(running: &Config, mut next: Config) -> Config {
 pub struct Reloader {
     path: PathBuf,
     state: SharedState,
-    stack: StoreStack,
+    backend: Arc<Backend>,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, state: SharedState, stack: StoreStack) -> Self {
-        Reloader { path, state, stack }
+    pub fn new(path: PathBuf, state: SharedState, backend: Arc<Backend>) -> Self {
+        Reloader {
+            path,
+            state,
+            backend,
+        }
     }
 
     /// Reads the file and swaps in its state; returns the new pools (whose health checks the
@@ -89,12 +93,12 @@ impl Reloader {
         let next = keep_restart_settings(&running.config, next);
         if running.config.identity.headers != next.identity.headers {
             // Cached sessions carry the old headers' values.
-            if let Some(cache) = &self.stack.cache {
+            if let Some(cache) = &self.backend.cache {
                 cache.drop_all();
             }
         }
         let pools = Arc::new(Pools::new(&next.upstreams));
-        let state = GatewayState::new(next, &self.stack, pools.clone());
+        let state = GatewayState::new(next, self.backend.clone(), pools.clone());
         self.state.store(Arc::new(state));
         Ok(pools)
     }

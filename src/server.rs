@@ -16,14 +16,14 @@ use pingora::services::listening::Service;
 use tracing::{debug, info};
 
 use crate::admin::Admin;
+use crate::cache::invalidation::Invalidator;
+use crate::cache::renewal::RenewalFlusher;
 use crate::config::model::StoreSettings;
 use crate::config::Config;
 use crate::proxy::{Gateway, GatewayState, SharedState};
 use crate::reload::{ControlService, Reloader};
-use crate::session::invalidation::Invalidator;
 use crate::session::lifecycle::now_ms;
-use crate::session::renewal::RenewalFlusher;
-use crate::session::{SessionStore, StoreError};
+use crate::store::{SessionStore, StoreError};
 use crate::upstream::Pools;
 
 /// Periodic store housekeeping (the memory store's sweep of expired sessions).
@@ -152,14 +152,14 @@ pub fn build(launch: Launch) -> Result<Server, StoreError> {
         StoreSettings::Memory(m) => (m.sweep_interval, Duration::from_secs(15)),
         StoreSettings::Redis(_) => (Duration::from_secs(3600), Duration::from_secs(60)),
     };
-    let mut stack = crate::session::build_stack(&config)?;
-    let flusher = stack.flusher.take();
-    let invalidator = stack.invalidator.take();
+    let (backend, tasks) = crate::sessions::backend::build(&config)?;
     let pools = Arc::new(Pools::new(&config.upstreams));
     let state: SharedState = Arc::new(ArcSwap::from_pointee(GatewayState::new(
-        config, &stack, pools,
+        config,
+        backend.clone(),
+        pools,
     )));
-    let store = stack.store.clone();
+    let store = backend.store();
 
     let mut proxy =
         pingora::proxy::http_proxy_service(&server.configuration, Gateway::new(state.clone()));
@@ -168,7 +168,7 @@ pub fn build(launch: Launch) -> Result<Server, StoreError> {
     }
     let mut admin = Service::new(
         "admin".to_string(),
-        HttpServer::new_app(Admin::new(state.clone(), stack.shared())),
+        HttpServer::new_app(Admin::new(state.clone(), backend.clone())),
     );
     admin.add_tcp(&admin_listen.to_string());
 
@@ -191,15 +191,15 @@ pub fn build(launch: Launch) -> Result<Server, StoreError> {
     server.add_service(background_service("access log", AccessLogShutdown));
     server.add_service(background_service(
         "health checks and reloads",
-        ControlService(Reloader::new(path, state, stack.shared())),
+        ControlService(Reloader::new(path, state, backend)),
     ));
-    if let Some(flusher) = flusher {
+    if let Some(flusher) = tasks.flusher {
         server.add_service(background_service(
             "session renewals",
             RenewalService(flusher),
         ));
     }
-    if let Some(invalidator) = invalidator {
+    if let Some(invalidator) = tasks.invalidator {
         server.add_service(background_service(
             "cache invalidation",
             InvalidationService(invalidator),

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::config::COOKIE;
 use common::*;
 use reqwest::StatusCode;
+use sessiongate::cache::invalidation::CLIENT_NAME;
 use sessiongate::config::model::RecordFormat;
-use sessiongate::session::invalidation::CLIENT_NAME;
 use sessiongate::session::SessionId;
 
 const MSGPACK: Store = Store::Redis(RecordFormat::MessagePack);
@@ -357,5 +357,5 @@ async fn sigterm_flushes_pending_renewals() {
         created.v + 1,
         "the queued renewal was written at shutdown"
     );
-    assert!(after.idle_deadline > created.idle_deadline);
+    assert!(after.deadlines.idle > created.deadlines.idle);
 }

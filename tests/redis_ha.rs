@@ -33,7 +33,7 @@ async fn fixture(location: String, adjust: impl FnOnce(&mut TestConfig)) -> Fixt
 /// The store key a cookie's session lives under.
 fn session_key(cookie: &str) -> String {
     let key = SessionId::parse(cookie.as_bytes()).expect("a session id");
-    format!("sg:s:{}", key.store_key().as_str())
+    sessiongate::store::KeySchema::new("sg:").session(&key.store_key())
 }
 
 /// One request of the steady stream: when it was sent (since the stream began), on which

@@ -201,7 +201,7 @@ async fn renewal_moves_the_idle_deadline_but_never_past_the_absolute_one() {
     .await;
     let cookie = fx.login("alice").await;
     let created = fx.stored(&cookie, format).unwrap();
-    assert_eq!(created.idle_deadline, created.created_at + 2000);
+    assert_eq!(created.deadlines.idle, created.deadlines.created_at + 2000);
 
     // Used within the idle timeout, the session stays alive past its first idle deadline.
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -212,12 +212,12 @@ async fn renewal_moves_the_idle_deadline_but_never_past_the_absolute_one() {
     // Renewals are written behind, in batches: poll the store until this one lands.
     let mut renewed = fx.stored(&cookie, format).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
-    while renewed.idle_deadline == created.idle_deadline && std::time::Instant::now() < deadline {
+    while renewed.deadlines.idle == created.deadlines.idle && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         renewed = fx.stored(&cookie, format).unwrap();
     }
     assert!(
-        renewed.idle_deadline > created.idle_deadline,
+        renewed.deadlines.idle > created.deadlines.idle,
         "renewal moved the idle deadline"
     );
     assert!(renewed.v > created.v);
@@ -229,15 +229,15 @@ async fn renewal_moves_the_idle_deadline_but_never_past_the_absolute_one() {
         );
         let r = fx.stored(&cookie, format).unwrap();
         assert!(
-            r.idle_deadline <= r.absolute_deadline,
+            r.deadlines.idle <= r.deadlines.absolute,
             "renewed past the absolute deadline"
         );
-        assert_eq!(r.absolute_deadline, created.absolute_deadline);
+        assert_eq!(r.deadlines.absolute, created.deadlines.absolute);
     }
     // Past the absolute deadline (3 s after login) no amount of activity keeps it alive.
     let now = sessiongate::session::lifecycle::now_ms();
     tokio::time::sleep(Duration::from_millis(
-        created.absolute_deadline.saturating_sub(now) + 200,
+        created.deadlines.absolute.saturating_sub(now) + 200,
     ))
     .await;
     let reply = fx.request("/", Some(&cookie), &[]).await;

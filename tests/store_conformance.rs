@@ -15,11 +15,16 @@ use sessiongate::config::model::{
 };
 use sessiongate::session::control::Login;
 use sessiongate::session::lifecycle::{new_record, now_ms};
-use sessiongate::session::memory::MemoryStore;
-use sessiongate::session::redis::RedisStore;
-use sessiongate::session::{
-    CasOutcome, SessionId, SessionRecord, SessionStore, Sessions, StoreError, UpdateOutcome,
-};
+use sessiongate::session::{SessionId, SessionRecord};
+use sessiongate::sessions::{Backend, Sessions, UpdateOutcome};
+use sessiongate::store::memory::MemoryStore;
+use sessiongate::store::redis::RedisStore;
+use sessiongate::store::{CasOutcome, KeySchema, SessionStore, StoreError};
+
+/// The session service straight on `store` (no cache), with these settings.
+fn service(store: &Arc<dyn SessionStore>, settings: SessionSettings) -> Sessions {
+    Sessions::new(Backend::over(store.clone()), settings, Vec::new())
+}
 
 fn claims(v: Value) -> serde_json::Map<String, Value> {
     v.as_object().cloned().expect("an object")
@@ -91,7 +96,7 @@ fn store_as(
                 connect_timeout: Duration::from_millis(500),
                 renewal_flush_interval: Duration::from_millis(100),
                 renewal_batch_size: 64,
-                breaker: sessiongate::session::breaker::BreakerSettings {
+                breaker: sessiongate::config::model::BreakerSettings {
                     failures: 5,
                     open_for: Duration::from_secs(1),
                 },
@@ -255,7 +260,7 @@ async fn conformance(store: Arc<dyn SessionStore>, format: RecordFormat) {
     store.destroy_user("erin").await.unwrap();
 
     // concurrent updates of different claims all survive (compare-and-set with retries)
-    let sessions = Arc::new(Sessions::new(store.clone(), settings(format)));
+    let sessions = Arc::new(service(&store, settings(format)));
     let (new_id, _) = sessions
         .login(
             None,
@@ -478,7 +483,7 @@ async fn redis_store_conforms_on_a_cluster_over_tls() {
 async fn redis_keys_follow_the_design_and_hold_no_usable_id() {
     let server = RedisServer::start();
     let store = redis_store(&server, RecordFormat::MessagePack);
-    let sessions = Sessions::new(store.clone(), settings(RecordFormat::MessagePack));
+    let sessions = service(&store, settings(RecordFormat::MessagePack));
     let login = Login {
         sub: "alice".into(),
         claims: claims(json!({"email": "a@x"})),
@@ -487,7 +492,7 @@ async fn redis_keys_follow_the_design_and_hold_no_usable_id() {
 
     let mut conn = server.connection();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
-    let session_key = format!("sg:s:{}", id.store_key().as_str());
+    let session_key = KeySchema::new("sg:").session(&id.store_key());
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(sorted, vec![session_key.clone(), "sg:u:alice".to_string()]);
@@ -517,7 +522,7 @@ async fn redis_keys_follow_the_design_and_hold_no_usable_id() {
         .unwrap();
     assert!(ttl > 29 * 60_000 && ttl <= 30 * 60_000, "session TTL {ttl}");
     let set_ttl: i64 = redis::cmd("PTTL")
-        .arg("sg:u:alice")
+        .arg(KeySchema::new("sg:").user("alice"))
         .query(&mut conn)
         .unwrap();
     assert!(
@@ -525,7 +530,7 @@ async fn redis_keys_follow_the_design_and_hold_no_usable_id() {
         "user set TTL {set_ttl}"
     );
     let members: Vec<String> = redis::cmd("SMEMBERS")
-        .arg("sg:u:alice")
+        .arg(KeySchema::new("sg:").user("alice"))
         .query(&mut conn)
         .unwrap();
     assert_eq!(members, vec![id.store_key().as_str().to_string()]);
@@ -537,7 +542,7 @@ async fn login_rotates_and_destroys_the_previous_session() {
         Arc::new(MemoryStore::new(100)) as Arc<dyn SessionStore>,
         redis_store(&RedisServer::start(), RecordFormat::MessagePack),
     ] {
-        let sessions = Sessions::new(store.clone(), settings(RecordFormat::MessagePack));
+        let sessions = service(&store, settings(RecordFormat::MessagePack));
         let login = Login {
             sub: "alice".into(),
             claims: Default::default(),
@@ -625,7 +630,7 @@ async fn a_dead_redis_fails_fast_with_a_typed_error() {
 async fn redis_counts_sessions_exactly_when_few_and_from_a_sample_when_many() {
     let server = RedisServer::start();
     let store = redis_store(&server, RecordFormat::MessagePack);
-    let sessions = Sessions::new(store.clone(), settings(RecordFormat::MessagePack));
+    let sessions = service(&store, settings(RecordFormat::MessagePack));
     for sub in ["alice", "bob", "carol"] {
         let login = Login {
             sub: sub.into(),
@@ -645,7 +650,9 @@ async fn redis_counts_sessions_exactly_when_few_and_from_a_sample_when_many() {
     // 60,011 keys, half of them sessions: more than the sample reads.
     let mut pipe = redis::pipe();
     for i in 0..30_000 {
-        pipe.set(format!("sg:s:filler{i}"), "x").ignore();
+        let filler = sessiongate::session::StoreKey::from_stored(format!("filler{i}"));
+        pipe.set(KeySchema::new("sg:").session(&filler), "x")
+            .ignore();
         pipe.set(format!("other:filler{i}"), "x").ignore();
     }
     pipe.query::<()>(&mut conn).unwrap();

@@ -20,8 +20,8 @@ use serde_json::json;
 use sessiongate::config::model::RecordFormat;
 use sessiongate::session::lifecycle::{new_record, now_ms};
 use sessiongate::session::record::Claims;
-use sessiongate::session::store::ttl_ms;
 use sessiongate::session::SessionId;
+use sessiongate::store::ttl_ms;
 
 /// sessiongate's defaults, which the harness's configuration keeps.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -127,7 +127,7 @@ fn preload(o: &Options) -> Result<(), String> {
             );
             let user_key = format!("{}u:{sub}", o.prefix);
             pipe.cmd("SET")
-                .arg(format!("{}s:{}", o.prefix, key.as_str()))
+                .arg(sessiongate::store::KeySchema::new(&o.prefix).session(&key))
                 .arg(record.encode(RecordFormat::MessagePack))
                 .arg("PX")
                 .arg(ttl_ms(&record, now))
@@ -138,7 +138,7 @@ fn preload(o: &Options) -> Result<(), String> {
                 .ignore()
                 .cmd("PEXPIRE")
                 .arg(&user_key)
-                .arg(record.absolute_deadline.saturating_sub(now).max(1))
+                .arg(record.deadlines.absolute.saturating_sub(now).max(1))
                 .ignore();
             writeln!(cookies, "{}", id.encode()).map_err(|e| format!("{}: {e}", o.cookies))?;
         }

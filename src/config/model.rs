@@ -112,7 +112,7 @@ pub struct RedisStoreSettings {
     pub connect_timeout: Duration,
     pub renewal_flush_interval: Duration,
     pub renewal_batch_size: usize,
-    pub breaker: crate::session::breaker::BreakerSettings,
+    pub breaker: BreakerSettings,
     /// Credentials from `username` and `password_file` / `password_env`, if any.
     pub username: Option<String>,
     pub password: Option<SecretBytes>,
@@ -169,10 +169,29 @@ pub struct RedisTls {
     pub client_key: Option<SecretBytes>,
 }
 
+/// When the store's circuit breaker opens and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Consecutive transport failures that open it.
+    pub failures: u32,
+    /// How long it refuses calls before letting a probe through.
+    pub open_for: Duration,
+}
+
+/// Cache bounds and lifetimes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+    pub max_staleness: Duration,
+    pub negative_entries: usize,
+    pub negative_ttl: Duration,
+}
+
 /// The session cache and whether it follows invalidations from Redis.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheConfig {
-    pub settings: crate::session::cache::CacheSettings,
+    pub settings: CacheSettings,
     pub invalidation: bool,
     /// How old a cached session may be and still be served while the store is down.
     pub stale_window: Duration,

@@ -77,7 +77,7 @@ const RESERVED_HEADERS: &[&str] = &[
 /// Whether a mapped identity header would take over a header the proxy or clients need, or
 /// one the proxy sets or rebuilds itself (compared folded, as the namespace compares names).
 fn reserved_header(name: &str) -> bool {
-    use crate::identity::namespace::{FORWARDING, REWRITE, SET_BY_PROXY};
+    use crate::header_names::{FORWARDING, REWRITE, SET_BY_PROXY};
     let name = normalized(name);
     RESERVED_HEADERS
         .iter()
@@ -89,7 +89,7 @@ fn reserved_header(name: &str) -> bool {
 
 /// A header name as the protected namespace compares it.
 fn normalized(name: &str) -> String {
-    crate::identity::namespace::folded(name)
+    crate::header_names::folded(name)
 }
 
 #[derive(Default)]
@@ -558,7 +558,7 @@ fn check_store(raw: &RawStore, base: &Path, p: &mut Problems) -> Option<StoreSet
                 connect_timeout,
                 renewal_flush_interval,
                 renewal_batch_size,
-                breaker: crate::session::breaker::BreakerSettings {
+                breaker: BreakerSettings {
                     failures: {
                         let failures = raw.breaker_failures.unwrap_or(defaults::BREAKER_FAILURES);
                         if failures == 0 {
@@ -801,7 +801,7 @@ fn check_cache(
     if negative_ttl > max_staleness && !max_staleness.is_zero() {
         p.add("cache.negative_ttl", "must not exceed cache.max_staleness");
     }
-    let settings = crate::session::cache::CacheSettings {
+    let settings = CacheSettings {
         max_entries,
         max_bytes,
         max_staleness,

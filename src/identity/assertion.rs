@@ -222,11 +222,12 @@ mod tests {
                 .as_object()
                 .unwrap()
                 .clone(),
-            created_at: 0,
-            last_seen: 0,
-            idle_deadline: 0,
-            absolute_deadline: 0,
-            bindings: None,
+            deadlines: crate::session::Deadlines {
+                created_at: 0,
+                last_seen: 0,
+                idle: 0,
+                absolute: 0,
+            },
         }
     }
 

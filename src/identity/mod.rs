@@ -1,10 +1,9 @@
 //! Identity towards the upstream: the protected header namespace that is stripped from every
-//! inbound request, the signed assertion, and the plain headers mapped from claims.
+//! inbound request, and the signed assertion. (The plain headers mapped from claims are
+//! rendered with the prepared session: `session::prepared`.)
 
 pub mod assertion;
-pub mod headers;
 pub mod namespace;
 
 pub use assertion::Signer;
-pub use headers::{claim_header_value, sanitize};
 pub use namespace::ProtectedNamespace;

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::identity::namespace::{Forwarding as Kind, FORWARDING};
+use crate::header_names::{Forwarding as Kind, FORWARDING};
 
 /// The headers to send upstream and the client they name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -18,8 +18,7 @@ pub fn run(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
         (Some(state), Some(r)) => state.route_labels[r].as_str(),
         _ => "none",
     };
-    let source = ctx.session.as_ref().map(|s| s.source);
-    let lookup = ctx.lookup.metric(source);
+    let lookup = ctx.session.lookup_metric();
 
     if let Some(state) = &ctx.state {
         let index = ctx.route.unwrap_or(state.route_labels.len());
@@ -48,7 +47,7 @@ pub fn run(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip())
     });
-    let session = ctx.session.as_ref();
+    let session = ctx.session.active();
     access_log::global().record(&access_log::Entry {
         timestamp: SystemTime::now(),
         request_id: &ctx.request_id,

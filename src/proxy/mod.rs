@@ -20,7 +20,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, Result};
 
-pub use ctx::{Lookup, RequestCtx};
+pub use ctx::RequestCtx;
 pub use request_filter::{login_location, unauthenticated, wants_html, Admission};
 pub use respond::LocalResponse;
 pub use state::GatewayState;

@@ -11,15 +11,14 @@ use pingora::Result;
 use smallvec::SmallVec;
 use tracing::{info, warn};
 
-use super::ctx::{Lookup, RequestCtx};
+use super::ctx::RequestCtx;
 use super::respond::LocalResponse;
 use super::Gateway;
 use crate::config::model::{AuthPolicy, OnStoreError, RouteSettings};
 use crate::cookie::{self, SessionCookie};
 use crate::inbound::{absolute_target, request_host, websocket, HostInput, Seen, Upgrade};
 use crate::routing::{normalize_path, RouteError};
-use crate::session::lifecycle::now_ms;
-use crate::session::Resolution;
+use crate::sessions::SessionState;
 
 /// What to do with a request after its session was (or could not be) resolved.
 #[derive(Debug, PartialEq, Eq)]
@@ -250,65 +249,46 @@ pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx)
         Err(e) => return bad_request(session, "Bad WebSocket handshake.\n", &e).await,
     }
 
-    // 8. The session cookie: exactly one well-formed id, or no session at all.
+    // 8. The session cookie: exactly one well-formed id, or no session at all; resolved
+    //    unless the route is public.
     let req = session.req_header();
     let scan = cookie::scan(
         req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
         state.cookies.name(),
     );
     ctx.forwarded_cookie = scan.forwarded;
-    ctx.cookie = scan.session;
-    if matches!(
-        ctx.cookie,
-        SessionCookie::Duplicate | SessionCookie::Malformed
-    ) {
-        ctx.lookup = Lookup::Invalid;
-        ctx.clear_cookie = true;
-    }
+    ctx.session = match scan.session {
+        SessionCookie::Absent => SessionState::None,
+        SessionCookie::Duplicate | SessionCookie::Malformed => SessionState::Rejected,
+        SessionCookie::Valid(id) if route.auth == AuthPolicy::Public => {
+            SessionState::NotLookedUp(id.store_key())
+        }
+        SessionCookie::Valid(id) => {
+            let stale_allowed = route.on_store_error == OnStoreError::ServeStale;
+            state
+                .sessions
+                .lookup(id.store_key(), stale_allowed, ctx.now_ms)
+                .await
+        }
+    };
 
-    // 9. Resolve it, unless the route is public.
-    if route.auth != AuthPolicy::Public {
-        if let SessionCookie::Valid(id) = &ctx.cookie {
-            match state.sessions.resolve(id, now_ms()).await {
-                Ok(Resolution::Active(active)) => {
-                    ctx.lookup = Lookup::Found;
-                    ctx.session = Some(active);
-                }
-                Ok(Resolution::NotFound) => {
-                    ctx.lookup = Lookup::NotFound;
-                    ctx.clear_cookie = true;
-                }
-                Ok(Resolution::Expired(_)) => {
-                    ctx.lookup = Lookup::Expired;
-                    ctx.clear_cookie = true;
-                }
-                Err(e) => {
-                    ctx.lookup = Lookup::StoreError;
-                    warn!(error = %e, kind = e.kind(), "session lookup failed");
-                    let stale = (route.on_store_error == OnStoreError::ServeStale)
-                        .then(|| state.sessions.resolve_stale(id, now_ms()))
-                        .flatten();
-                    if let Some(active) = stale {
-                        ctx.lookup = Lookup::Stale;
-                        ctx.session = Some(active);
-                    } else if let Some(Admission::Refuse(response)) = store_failed(route) {
-                        response.send(session).await?;
-                        return Ok(true);
-                    }
-                }
-            }
+    // 9. The store could not answer: the route's `on_store_error`.
+    if matches!(ctx.session, SessionState::StoreDown(_)) {
+        if let Some(Admission::Refuse(response)) = store_failed(route) {
+            response.send(session).await?;
+            return Ok(true);
         }
     }
 
     // 10. The route's policy for requests without a session.
-    if ctx.session.is_none() {
+    if ctx.session.active().is_none() {
         let accept = session
             .req_header()
             .headers
             .get(ACCEPT)
             .map(|v| v.as_bytes());
         if let Admission::Refuse(mut response) = unauthenticated(route, accept, path_and_query) {
-            if ctx.clear_cookie {
+            if ctx.session.clear_cookie() {
                 response = response.with_header("set-cookie", state.cookies.clear());
             }
             response.send(session).await?;

@@ -11,7 +11,7 @@ use crate::cookie::CookieWriter;
 use crate::identity::{ProtectedNamespace, Signer};
 use crate::inbound::TrustedProxies;
 use crate::routing::RouteTable;
-use crate::session::{Sessions, StoreStack};
+use crate::sessions::{Backend, Sessions};
 use crate::upstream::Pools;
 
 /// Cached sessions carry header values rendered for this configuration's `[identity.headers]`:
@@ -40,7 +40,7 @@ pub struct GatewayState {
 
 impl GatewayState {
     /// The state for `config`; `pools` are built by the caller, which runs their health checks.
-    pub fn new(config: Config, stack: &StoreStack, pools: Arc<Pools>) -> Self {
+    pub fn new(config: Config, backend: Arc<Backend>, pools: Arc<Pools>) -> Self {
         let identity = &config.identity;
         let protected: Vec<&HeaderName> = std::iter::once(&identity.assertion_header)
             .chain(identity.headers.iter().map(|(name, _)| name))
@@ -84,9 +84,7 @@ impl GatewayState {
                 identity.assertion_ttl.as_secs(),
             ),
             cookies: CookieWriter::new(config.session.cookie.clone()),
-            sessions: stack
-                .sessions(config.session.clone())
-                .with_projection(mapped_claims.clone()),
+            sessions: Sessions::new(backend, config.session.clone(), mapped_claims.clone()),
             mapped_claims,
             config,
         }

@@ -6,15 +6,11 @@ use pingora::{Error, ErrorType, Result};
 
 use super::ctx::RequestCtx;
 use crate::config::model::Affinity;
-use crate::cookie::SessionCookie;
-use crate::session::StoreKey;
 use crate::upstream::Pool;
 
 /// What the pool hashes for a request.
 enum AffinityKey<'a> {
     Borrowed(&'a [u8]),
-    /// The store key of a cookie on a public route, which resolves no session.
-    Computed(StoreKey),
     Rotating([u8; 8]),
 }
 
@@ -22,7 +18,6 @@ impl AffinityKey<'_> {
     fn as_bytes(&self) -> &[u8] {
         match self {
             AffinityKey::Borrowed(b) => b,
-            AffinityKey::Computed(k) => k.as_str().as_bytes(),
             AffinityKey::Rotating(b) => b,
         }
     }
@@ -32,18 +27,15 @@ impl AffinityKey<'_> {
 fn affinity_key<'a>(pool: &Pool, ctx: &'a RequestCtx) -> AffinityKey<'a> {
     let key = match pool.affinity {
         Affinity::None => None,
-        Affinity::Session => match (&ctx.session, &ctx.cookie) {
-            (Some(active), _) => Some(AffinityKey::Borrowed(active.key.as_str().as_bytes())),
-            // Public routes do not resolve the session; its id still pins the backend.
-            (None, SessionCookie::Valid(id)) => Some(AffinityKey::Computed(id.store_key())),
-            _ => None,
-        },
-        Affinity::Sub => ctx
-            .session
-            .as_ref()
-            .map(|active| AffinityKey::Borrowed(active.session.sub.as_bytes())),
+        // A cookie's key pins the backend even where the session was not resolved (public
+        // routes) or not found.
+        Affinity::Session => ctx.session.key().map(|k| k.as_str().as_bytes()),
+        Affinity::Sub => ctx.session.active().map(|a| a.session.sub.as_bytes()),
     };
-    key.unwrap_or_else(|| AffinityKey::Rotating(pool.rotating_key()))
+    key.map_or_else(
+        || AffinityKey::Rotating(pool.rotating_key()),
+        AffinityKey::Borrowed,
+    )
 }
 
 /// A connection-pool group no other attempt shares, so the attempt cannot be handed a pooled

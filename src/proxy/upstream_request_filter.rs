@@ -12,7 +12,6 @@ use pingora::http::RequestHeader;
 use pingora::Result;
 
 use super::ctx::RequestCtx;
-use crate::session::lifecycle::now_ms;
 
 pub fn run(upstream_request: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
     // Ours, whatever the client sent: the id that joins the access log and the app's logs.
@@ -35,14 +34,15 @@ pub fn run(upstream_request: &mut RequestHeader, ctx: &RequestCtx) -> Result<()>
     for (name, value) in &ctx.forwarded.headers {
         upstream_request.append_header(name.clone(), value.clone())?;
     }
-    let (Some(active), Some(route)) = (&ctx.session, ctx.route) else {
+    let (Some(active), Some(route)) = (ctx.session.active(), ctx.route) else {
         return Ok(());
     };
     let state = ctx.state();
     let audience = &state.routes.get(route).audience;
-    let token = state
-        .signer
-        .header_value(&active.session, &active.key, audience, now_ms() / 1000);
+    let token =
+        state
+            .signer
+            .header_value(&active.session, &active.key, audience, ctx.now_ms / 1000);
     // Appended, not inserted: request_filter removed every inbound header of the protected
     // namespace (the assertion and mapped headers included), so there is nothing to replace.
     upstream_request.append_header(state.assertion_name.clone(), token)?;

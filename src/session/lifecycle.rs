@@ -1,54 +1,18 @@
-//! Pure session decisions, functions of a record, the settings and the clock: is it still
-//! valid, does it need renewing, what does a new, renewed or updated record look like.
+//! Pure session decisions, functions of a record, the settings and the clock: what a new,
+//! renewed or updated record looks like (whether one is still valid or due for renewal is
+//! asked of its `Deadlines`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use super::record::{Claims, SessionRecord};
+use super::record::{Claims, Deadlines, SessionRecord};
 
 /// The current time in Unix milliseconds.
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Whether a stored session may be used at `now`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Validity {
-    Active,
-    IdleExpired,
-    AbsoluteExpired,
-}
-
-impl Validity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Validity::Active => "active",
-            Validity::IdleExpired => "idle_expired",
-            Validity::AbsoluteExpired => "absolute_expired",
-        }
-    }
-}
-
-pub fn check(record: &SessionRecord, now: u64) -> Validity {
-    check_deadlines(record.idle_deadline, record.absolute_deadline, now)
-}
-
-/// `check` on the two deadlines alone.
-pub fn check_deadlines(idle_deadline: u64, absolute_deadline: u64, now: u64) -> Validity {
-    if now >= absolute_deadline {
-        Validity::AbsoluteExpired
-    } else if now >= idle_deadline {
-        Validity::IdleExpired
-    } else {
-        Validity::Active
-    }
 }
 
 /// A brand-new session record (version 1).
@@ -59,56 +23,28 @@ pub fn new_record(
     idle_timeout: Duration,
     absolute_timeout: Duration,
 ) -> SessionRecord {
-    let absolute_deadline = now.saturating_add(ms(absolute_timeout));
     SessionRecord {
         v: 1,
         sub,
         claims,
-        created_at: now,
-        last_seen: now,
-        idle_deadline: now.saturating_add(ms(idle_timeout)).min(absolute_deadline),
-        absolute_deadline,
-        bindings: None,
+        deadlines: Deadlines::starting(now, idle_timeout, absolute_timeout),
     }
-}
-
-/// Renew when less than `renew_below` idle time remains and the idle deadline can still move
-/// (it never passes the absolute deadline).
-pub fn needs_renewal(record: &SessionRecord, now: u64, renew_below: Duration) -> bool {
-    idle_renewal_due(
-        record.idle_deadline,
-        record.absolute_deadline,
-        now,
-        renew_below,
-    )
-}
-
-/// `needs_renewal` on the two deadlines alone.
-pub fn idle_renewal_due(
-    idle_deadline: u64,
-    absolute_deadline: u64,
-    now: u64,
-    renew_below: Duration,
-) -> bool {
-    idle_deadline < absolute_deadline && idle_deadline.saturating_sub(now) < ms(renew_below)
 }
 
 /// The record after an idle renewal at `now`: next version, idle deadline pushed out.
 pub fn renewed(record: &SessionRecord, now: u64, idle_timeout: Duration) -> SessionRecord {
-    let mut next = record.clone();
-    next.v += 1;
-    next.last_seen = now;
-    next.idle_deadline = now
-        .saturating_add(ms(idle_timeout))
-        .min(record.absolute_deadline);
-    next
+    SessionRecord {
+        v: record.v + 1,
+        deadlines: record.deadlines.renewed(now, idle_timeout),
+        ..record.clone()
+    }
 }
 
 /// The record with `patch` merged into its claims (RFC 7386 JSON merge patch).
 pub fn updated(record: &SessionRecord, patch: &Claims, now: u64) -> SessionRecord {
     let mut next = record.clone();
     next.v += 1;
-    next.last_seen = now;
+    next.deadlines = record.deadlines.seen(now);
     merge_patch(&mut next.claims, patch);
     next
 }
@@ -141,6 +77,7 @@ pub fn merge_patch(target: &mut Claims, patch: &Claims) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::record::Validity;
     use serde_json::json;
 
     const MIN: Duration = Duration::from_secs(60);
@@ -156,41 +93,23 @@ mod tests {
     fn new_records_start_valid_with_both_deadlines() {
         let r = new_record("a".into(), Claims::new(), 1000, 30 * MIN, 720 * MIN);
         assert_eq!(r.v, 1);
-        assert_eq!(r.idle_deadline, 1000 + 30 * 60_000);
-        assert_eq!(r.absolute_deadline, 1000 + 720 * 60_000);
-        assert_eq!(check(&r, 1000), Validity::Active);
+        assert_eq!(r.deadlines.idle, 1000 + 30 * 60_000);
+        assert_eq!(r.deadlines.absolute, 1000 + 720 * 60_000);
+        assert_eq!(r.deadlines.validity(1000), Validity::Active);
     }
 
     #[test]
-    fn idle_and_absolute_expiry() {
-        let r = new_record("a".into(), Claims::new(), 0, MIN, 2 * MIN);
-        assert_eq!(check(&r, 59_999), Validity::Active);
-        assert_eq!(check(&r, 60_000), Validity::IdleExpired);
-        let r = renewed(&r, 59_000, MIN);
-        assert_eq!(check(&r, 118_999), Validity::Active);
-        assert_eq!(check(&r, 119_000), Validity::IdleExpired);
-        let r = renewed(&r, 110_000, MIN);
-        assert_eq!(r.idle_deadline, 120_000, "never past the absolute deadline");
-        assert_eq!(check(&r, 119_999), Validity::Active);
-        assert_eq!(check(&r, 120_000), Validity::AbsoluteExpired);
-    }
-
-    #[test]
-    fn renewal_only_below_threshold_and_never_past_absolute() {
+    fn renewal_bumps_the_version_and_moves_only_the_idle_deadline() {
         let r = new_record("a".into(), Claims::new(), 0, 10 * MIN, 15 * MIN);
-        assert!(!needs_renewal(&r, MIN.as_millis() as u64, 5 * MIN));
-        assert!(needs_renewal(&r, 6 * 60_000, 5 * MIN));
         let r2 = renewed(&r, 6 * 60_000, 10 * MIN);
         assert_eq!(r2.v, 2);
         assert_eq!(
-            r2.idle_deadline,
+            r2.deadlines.idle,
             15 * 60_000,
             "capped at the absolute deadline"
         );
-        assert!(
-            !needs_renewal(&r2, 14 * 60_000, 5 * MIN),
-            "nothing left to extend"
-        );
+        assert_eq!(r2.deadlines.absolute, r.deadlines.absolute);
+        assert_eq!(r2.deadlines.created_at, 0);
     }
 
     #[test]
@@ -212,7 +131,8 @@ mod tests {
         let r = new_record("a".into(), Claims::new(), 0, MIN, 2 * MIN);
         let u = updated(&r, &claims(json!({"k": "v"})), 10);
         assert_eq!(u.v, 2);
-        assert_eq!(u.idle_deadline, r.idle_deadline);
+        assert_eq!(u.deadlines.idle, r.deadlines.idle);
+        assert_eq!(u.deadlines.last_seen, 10);
         assert_eq!(u.claims["k"], "v");
     }
 }

@@ -1,28 +1,61 @@
 //! A session prepared for serving requests: what every request of a session needs, computed
 //! once per store read (and kept in the cache) instead of once per request. The claims are held
 //! as one serialised JSON object, which the assertion splices in as is; the values of the
-//! claim-mapped identity headers are rendered ahead. It is also the compact form the cache
-//! keeps: a few hundred bytes instead of a tree of JSON values.
+//! claim-mapped identity headers are rendered ahead by the projection below. It is also the
+//! compact form the cache keeps: a few hundred bytes instead of a tree of JSON values.
 
 use serde_json::Value;
 
 use super::control::RESERVED_CLAIMS;
-use super::record::{Claims, SessionRecord};
-use crate::identity::claim_header_value;
+use super::record::{Claims, Deadlines, SessionRecord};
 
 /// A valid session's data in the form requests use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedSession {
     pub v: u64,
     pub sub: Box<str>,
-    pub created_at: u64,
-    pub last_seen: u64,
-    pub idle_deadline: u64,
-    pub absolute_deadline: u64,
+    pub deadlines: Deadlines,
     /// The claims (reserved names left out) as a JSON object: `{"email":"a@x",...}`.
     pub claims_json: Box<str>,
     /// The sanitised value of each mapped identity header, in the projection's order.
     pub header_values: Box<[Option<Box<str>>]>,
+}
+
+/// Removes every control character (CR, LF, NUL, DEL, ...); header values cannot carry them
+/// and upstream parsers disagree on what they mean. Logins and updates with such text in a
+/// mapped claim are refused (see `control`); this is the last line for older sessions.
+pub fn sanitize(value: &str) -> String {
+    value.chars().filter(|c| !c.is_control()).collect()
+}
+
+fn render(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(_) | Value::Number(_) | Value::Object(_) => Some(value.to_string()),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(|v| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Null => None,
+                    other => Some(other.to_string()),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    }
+}
+
+/// The sanitised header value for `claim` of this session, or `None` when it has no such claim.
+/// `sub` is the session's subject; arrays are joined with `,`; objects are written as JSON.
+pub fn claim_header_value(sub: &str, claims: &Claims, claim: &str) -> Option<String> {
+    let raw = if claim == "sub" {
+        Some(sub.to_string())
+    } else {
+        claims.get(claim).and_then(render)
+    };
+    raw.map(|v| sanitize(&v))
 }
 
 impl PreparedSession {
@@ -38,20 +71,20 @@ impl PreparedSession {
         PreparedSession {
             v: record.v,
             sub: record.sub.as_str().into(),
-            created_at: record.created_at,
-            last_seen: record.last_seen,
-            idle_deadline: record.idle_deadline,
-            absolute_deadline: record.absolute_deadline,
+            deadlines: record.deadlines,
             claims_json: claims_json.into_boxed_str(),
             header_values: projection
                 .iter()
-                .map(|claim| claim_header_value(record, claim).map(String::into_boxed_str))
+                .map(|claim| {
+                    claim_header_value(&record.sub, &record.claims, claim)
+                        .map(String::into_boxed_str)
+                })
                 .collect(),
         }
     }
 
-    /// The full record again (for a renewal write). Reserved claims were never stored, so
-    /// nothing is lost.
+    /// The full record again (for a write). Reserved claims were never stored, so nothing is
+    /// lost.
     pub fn to_record(&self) -> SessionRecord {
         let claims = match serde_json::from_str::<Value>(&self.claims_json) {
             Ok(Value::Object(map)) => map,
@@ -61,17 +94,18 @@ impl PreparedSession {
             v: self.v,
             sub: self.sub.to_string(),
             claims,
-            created_at: self.created_at,
-            last_seen: self.last_seen,
-            idle_deadline: self.idle_deadline,
-            absolute_deadline: self.absolute_deadline,
-            bindings: None,
+            deadlines: self.deadlines,
         }
     }
 
-    /// The earlier of the two deadlines.
-    pub fn expires_at(&self) -> u64 {
-        self.idle_deadline.min(self.absolute_deadline)
+    /// The same session at the next version with other deadlines (an idle renewal): the
+    /// claims and header values are shared, not prepared again.
+    pub fn with_deadlines(&self, v: u64, deadlines: Deadlines) -> Self {
+        PreparedSession {
+            v,
+            deadlines,
+            ..self.clone()
+        }
     }
 
     /// Heap and inline bytes this value holds (for the cache's byte bound).
@@ -101,11 +135,12 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap(),
-            created_at: 1,
-            last_seen: 2,
-            idle_deadline: 10,
-            absolute_deadline: 20,
-            bindings: None,
+            deadlines: Deadlines {
+                created_at: 1,
+                last_seen: 2,
+                idle: 10,
+                absolute: 20,
+            },
         }
     }
 
@@ -130,7 +165,7 @@ mod tests {
             values,
             [Some("alice"), Some("a@x"), Some("admin,dev"), None]
         );
-        assert_eq!(p.expires_at(), 10);
+        assert_eq!(p.deadlines.expires_at(), 10);
     }
 
     #[test]
@@ -139,5 +174,49 @@ mod tests {
         let mut expected = record();
         expected.claims.remove("exp");
         assert_eq!(p.to_record(), expected);
+    }
+
+    #[test]
+    fn a_renewal_keeps_the_prepared_claims() {
+        let p = PreparedSession::new(&record(), &["email".to_string()]);
+        let renewed = p.with_deadlines(
+            4,
+            p.deadlines.renewed(5, std::time::Duration::from_millis(10)),
+        );
+        assert_eq!(renewed.v, 4);
+        assert_eq!(renewed.deadlines.idle, 15);
+        assert_eq!(renewed.claims_json, p.claims_json);
+        assert_eq!(renewed.header_values, p.header_values);
+    }
+
+    fn claims(v: Value) -> Claims {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn values_are_rendered_and_sanitised() {
+        let c = claims(json!({
+            "email": "a@x\u{0}\n",
+            "roles": ["admin", "dev\r\nX-Evil: 1", 3],
+            "n": 42,
+            "flag": true,
+            "nothing": null,
+        }));
+        let sub = "ali\r\nce";
+        assert_eq!(claim_header_value(sub, &c, "sub").unwrap(), "alice");
+        assert_eq!(claim_header_value(sub, &c, "email").unwrap(), "a@x");
+        assert_eq!(
+            claim_header_value(sub, &c, "roles").unwrap(),
+            "admin,devX-Evil: 1,3"
+        );
+        assert_eq!(claim_header_value(sub, &c, "n").unwrap(), "42");
+        assert_eq!(claim_header_value(sub, &c, "flag").unwrap(), "true");
+        assert_eq!(claim_header_value(sub, &c, "nothing"), None);
+        assert_eq!(claim_header_value(sub, &c, "missing"), None);
+    }
+
+    #[test]
+    fn sanitize_keeps_printable_unicode() {
+        assert_eq!(sanitize("Zoë\t\u{7f}\u{1b}[0m"), "Zoë[0m");
     }
 }

@@ -1,7 +1,11 @@
-//! The session record kept in the store, and its two serialised forms.
+//! The session record kept in the store, its deadlines, and its two serialised forms.
 //!
 //! Times are Unix milliseconds. The deadlines are kept inside the record and checked on every
-//! read; the store's key TTL only collects garbage.
+//! read; the store's key TTL only collects garbage. The stored form is a flat map (`v`, `sub`,
+//! `claims`, `created_at`, `last_seen`, `idle_deadline`, `absolute_deadline`; see
+//! docs/protocol.md): the Redis compare-and-set script reads `v` from it.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -11,26 +15,123 @@ use crate::config::model::RecordFormat;
 /// Claims carried by a session (everything the app said at login or update, beside `sub`).
 pub type Claims = Map<String, Value>;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Whether a session may be used at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    Active,
+    IdleExpired,
+    AbsoluteExpired,
+}
+
+impl Validity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Validity::Active => "active",
+            Validity::IdleExpired => "idle_expired",
+            Validity::AbsoluteExpired => "absolute_expired",
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// When a session began and was last seen, and when it ends: the one place deadline logic
+/// lives, for the stored record and the prepared form alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    pub created_at: u64,
+    pub last_seen: u64,
+    /// Ends after this without a renewal (`idle_timeout` after the last one).
+    pub idle: u64,
+    /// Ends at this whatever the activity (`absolute_timeout` after creation).
+    pub absolute: u64,
+}
+
+impl Deadlines {
+    /// A session created at `now`; the idle deadline never passes the absolute one.
+    pub fn starting(now: u64, idle_timeout: Duration, absolute_timeout: Duration) -> Self {
+        let absolute = now.saturating_add(ms(absolute_timeout));
+        Deadlines {
+            created_at: now,
+            last_seen: now,
+            idle: now.saturating_add(ms(idle_timeout)).min(absolute),
+            absolute,
+        }
+    }
+
+    /// The earlier deadline: when the store may forget the session.
+    pub fn expires_at(&self) -> u64 {
+        self.idle.min(self.absolute)
+    }
+
+    pub fn validity(&self, now: u64) -> Validity {
+        if now >= self.absolute {
+            Validity::AbsoluteExpired
+        } else if now >= self.idle {
+            Validity::IdleExpired
+        } else {
+            Validity::Active
+        }
+    }
+
+    /// Renew when less than `renew_below` idle time remains and the idle deadline can still
+    /// move (it never passes the absolute deadline).
+    pub fn renewal_due(&self, now: u64, renew_below: Duration) -> bool {
+        self.idle < self.absolute && self.idle.saturating_sub(now) < ms(renew_below)
+    }
+
+    /// Seen at `now`, with the idle deadline pushed out to `idle_timeout` from now.
+    pub fn renewed(&self, now: u64, idle_timeout: Duration) -> Self {
+        Deadlines {
+            last_seen: now,
+            idle: now.saturating_add(ms(idle_timeout)).min(self.absolute),
+            ..*self
+        }
+    }
+
+    /// Seen at `now`, deadlines unchanged.
+    pub fn seen(&self, now: u64) -> Self {
+        Deadlines {
+            last_seen: now,
+            ..*self
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {
     /// Version, bumped on every write; updates compare-and-set on it.
     pub v: u64,
     pub sub: String,
-    #[serde(default)]
     pub claims: Claims,
-    pub created_at: u64,
-    pub last_seen: u64,
-    pub idle_deadline: u64,
-    pub absolute_deadline: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bindings: Option<Bindings>,
+    pub deadlines: Deadlines,
 }
 
-/// Optional properties a session is bound to (checked when present).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Bindings {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_agent_hash: Option<String>,
+/// The stored form, written from a borrowed record.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    v: u64,
+    sub: &'a str,
+    claims: &'a Claims,
+    created_at: u64,
+    last_seen: u64,
+    idle_deadline: u64,
+    absolute_deadline: u64,
+}
+
+/// The stored form, read.
+#[derive(Deserialize)]
+struct Stored {
+    v: u64,
+    sub: String,
+    #[serde(default)]
+    claims: Claims,
+    created_at: u64,
+    last_seen: u64,
+    idle_deadline: u64,
+    absolute_deadline: u64,
 }
 
 /// A stored record that could not be decoded.
@@ -44,34 +145,56 @@ pub struct RecordDecodeError {
 impl SessionRecord {
     /// The earlier of the two deadlines: when the store may forget the record.
     pub fn expires_at(&self) -> u64 {
-        self.idle_deadline.min(self.absolute_deadline)
+        self.deadlines.expires_at()
+    }
+
+    fn stored(&self) -> StoredRef<'_> {
+        StoredRef {
+            v: self.v,
+            sub: &self.sub,
+            claims: &self.claims,
+            created_at: self.deadlines.created_at,
+            last_seen: self.deadlines.last_seen,
+            idle_deadline: self.deadlines.idle,
+            absolute_deadline: self.deadlines.absolute,
+        }
     }
 
     pub fn encode(&self, format: RecordFormat) -> Vec<u8> {
         match format {
             // Named fields: the Redis compare-and-set script reads `v` from the map.
-            RecordFormat::MessagePack => {
-                rmp_serde::to_vec_named(self).expect("a record always serialises to MessagePack")
-            }
+            RecordFormat::MessagePack => rmp_serde::to_vec_named(&self.stored())
+                .expect("a record always serialises to MessagePack"),
             RecordFormat::Json => {
-                serde_json::to_vec(self).expect("a record always serialises to JSON")
+                serde_json::to_vec(&self.stored()).expect("a record always serialises to JSON")
             }
         }
     }
 
     pub fn decode(bytes: &[u8], format: RecordFormat) -> Result<Self, RecordDecodeError> {
-        match format {
+        let stored: Stored = match format {
             RecordFormat::MessagePack => {
                 rmp_serde::from_slice(bytes).map_err(|e| RecordDecodeError {
                     format: "MessagePack",
                     reason: e.to_string(),
-                })
+                })?
             }
             RecordFormat::Json => serde_json::from_slice(bytes).map_err(|e| RecordDecodeError {
                 format: "JSON",
                 reason: e.to_string(),
-            }),
-        }
+            })?,
+        };
+        Ok(SessionRecord {
+            v: stored.v,
+            sub: stored.sub,
+            claims: stored.claims,
+            deadlines: Deadlines {
+                created_at: stored.created_at,
+                last_seen: stored.last_seen,
+                idle: stored.idle_deadline,
+                absolute: stored.absolute_deadline,
+            },
+        })
     }
 }
 
@@ -79,6 +202,8 @@ impl SessionRecord {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    const MIN: Duration = Duration::from_secs(60);
 
     fn sample() -> SessionRecord {
         let Value::Object(claims) = json!({"email": "a@example.com", "roles": ["admin", "dev"], "n": 3, "nested": {"x": null}})
@@ -89,11 +214,12 @@ mod tests {
             v: 7,
             sub: "alice".into(),
             claims,
-            created_at: 1_700_000_000_000,
-            last_seen: 1_700_000_000_500,
-            idle_deadline: 1_700_001_800_000,
-            absolute_deadline: 1_700_043_200_000,
-            bindings: None,
+            deadlines: Deadlines {
+                created_at: 1_700_000_000_000,
+                last_seen: 1_700_000_000_500,
+                idle: 1_700_001_800_000,
+                absolute: 1_700_043_200_000,
+            },
         }
     }
 
@@ -106,6 +232,34 @@ mod tests {
     }
 
     #[test]
+    fn the_stored_form_is_the_flat_map_of_the_protocol() {
+        let json: Value = serde_json::from_slice(&sample().encode(RecordFormat::Json)).unwrap();
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "absolute_deadline",
+                "claims",
+                "created_at",
+                "idle_deadline",
+                "last_seen",
+                "sub",
+                "v"
+            ]
+        );
+        // MessagePack carries the same names (the compare-and-set script reads `v`).
+        let msgpack: Value =
+            rmp_serde::from_slice(&sample().encode(RecordFormat::MessagePack)).unwrap();
+        assert_eq!(msgpack, json);
+    }
+
+    #[test]
     fn garbage_is_a_decode_error() {
         assert!(SessionRecord::decode(b"\xc1\xc1", RecordFormat::MessagePack).is_err());
         assert!(SessionRecord::decode(b"{", RecordFormat::Json).is_err());
@@ -114,8 +268,36 @@ mod tests {
     #[test]
     fn expiry_is_the_earlier_deadline() {
         let mut r = sample();
-        assert_eq!(r.expires_at(), r.idle_deadline);
-        r.idle_deadline = r.absolute_deadline + 1;
-        assert_eq!(r.expires_at(), r.absolute_deadline);
+        assert_eq!(r.expires_at(), r.deadlines.idle);
+        r.deadlines.idle = r.deadlines.absolute + 1;
+        assert_eq!(r.expires_at(), r.deadlines.absolute);
+    }
+
+    #[test]
+    fn idle_and_absolute_expiry() {
+        let d = Deadlines::starting(0, MIN, 2 * MIN);
+        assert_eq!(d.validity(59_999), Validity::Active);
+        assert_eq!(d.validity(60_000), Validity::IdleExpired);
+        let d = d.renewed(59_000, MIN);
+        assert_eq!(d.validity(118_999), Validity::Active);
+        assert_eq!(d.validity(119_000), Validity::IdleExpired);
+        let d = d.renewed(110_000, MIN);
+        assert_eq!(d.idle, 120_000, "never past the absolute deadline");
+        assert_eq!(d.validity(119_999), Validity::Active);
+        assert_eq!(d.validity(120_000), Validity::AbsoluteExpired);
+    }
+
+    #[test]
+    fn renewal_only_below_threshold_and_never_past_absolute() {
+        let d = Deadlines::starting(0, 10 * MIN, 15 * MIN);
+        assert!(!d.renewal_due(60_000, 5 * MIN));
+        assert!(d.renewal_due(6 * 60_000, 5 * MIN));
+        let d2 = d.renewed(6 * 60_000, 10 * MIN);
+        assert_eq!(d2.idle, 15 * 60_000, "capped at the absolute deadline");
+        assert_eq!(d2.last_seen, 6 * 60_000);
+        assert!(
+            !d2.renewal_due(14 * 60_000, 5 * MIN),
+            "nothing left to extend"
+        );
     }
 }

@@ -192,7 +192,7 @@ impl Fixture {
     pub fn stored(&self, cookie: &str, format: RecordFormat) -> Option<SessionRecord> {
         let key = SessionId::parse(cookie.as_bytes())?.store_key();
         let raw: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(format!("sg:s:{}", key.as_str()))
+            .arg(sessiongate::store::KeySchema::new("sg:").session(&key))
             .query(&mut self.redis().connection())
             .ok()?;
         raw.map(|r| SessionRecord::decode(&r, format).expect("a decodable record"))

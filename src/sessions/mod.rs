@@ -1,22 +1,30 @@
-//! Session operations as the proxy uses them: resolve an id from a cookie, log in (with id
-//! rotation), update claims with compare-and-set, log out one or all sessions. Decisions come
-//! from `lifecycle`; persistence from the `SessionStore`.
+//! The session service the proxy and the admin API call: resolve a request's session (through
+//! the cache, with write-behind idle renewal and stale serving), apply the changes an app or an
+//! identity provider asks for (`apply`: login with id rotation, compare-and-set updates, logout
+//! of one or all sessions), list and revoke. Decisions come from `session::lifecycle` and the
+//! deadlines; persistence from the `store`; the hot reads from the `cache`.
+
+mod apply;
+pub mod backend;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{debug, warn};
 
-use super::cache::{SessionCache, Source};
-use super::control::Login;
-use super::id::{SessionId, StoreKey};
-use super::lifecycle::{self, Validity};
-use super::prepared::PreparedSession;
-use super::record::{Claims, SessionRecord};
-use super::renewal::RenewalQueue;
-use super::store::{CasOutcome, SessionStore, StoreError};
+use crate::cache::Source;
 use crate::config::model::SessionSettings;
 use crate::metrics::{destroyed, metrics};
+use crate::session::control::Login;
+use crate::session::lifecycle;
+use crate::session::record::{Claims, SessionRecord, Validity};
+use crate::session::{PreparedSession, SessionId, StoreKey};
+use crate::store::{CasOutcome, SessionStore, StoreError};
+
+pub use apply::CookieChange;
+pub use backend::{Backend, BackgroundTasks};
+pub use state::{ActiveSession, Carried, SessionState};
 
 /// How many times an update re-reads and retries after losing a compare-and-set race.
 const MAX_CAS_ATTEMPTS: u32 = 32;
@@ -29,15 +37,6 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_micros(u64::from(
         getrandom::u32().unwrap_or(ceiling_us / 2) % ceiling_us,
     ))
-}
-
-/// A session that was found and is valid.
-#[derive(Debug, Clone)]
-pub struct ActiveSession {
-    pub key: StoreKey,
-    pub session: Arc<PreparedSession>,
-    /// Where it came from (cache, store, a coalesced read).
-    pub source: Source,
 }
 
 /// The result of looking up a session id.
@@ -58,34 +57,31 @@ pub enum UpdateOutcome {
     TooLarge,
 }
 
-/// Session operations over one store and one set of session settings.
+/// Session operations over the process's backend, with one configuration's session settings
+/// and identity-header projection.
 pub struct Sessions {
-    store: Arc<dyn SessionStore>,
+    backend: Arc<Backend>,
     settings: SessionSettings,
     /// The claim behind each mapped identity header, in header order.
     projection: Vec<String>,
-    cache: Option<Arc<SessionCache>>,
-    renewals: Option<Arc<RenewalQueue>>,
-    stale_window: Duration,
 }
 
 impl Sessions {
-    /// Operations straight on the store: every read is a store read, renewals are inline.
-    pub fn new(store: Arc<dyn SessionStore>, settings: SessionSettings) -> Self {
+    pub fn new(backend: Arc<Backend>, settings: SessionSettings, projection: Vec<String>) -> Self {
         Sessions {
-            store,
+            backend,
             settings,
-            projection: Vec::new(),
-            cache: None,
-            renewals: None,
-            stale_window: Duration::ZERO,
+            projection,
         }
     }
 
-    /// Prepares sessions with these mapped-header claims (see `PreparedSession`).
-    pub fn with_projection(mut self, projection: Vec<String>) -> Self {
-        self.projection = projection;
-        self
+    /// The backend these operations run on.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    fn store(&self) -> &dyn SessionStore {
+        &*self.backend.store
     }
 
     /// The most bytes a session's claims may take as JSON.
@@ -97,81 +93,80 @@ impl Sessions {
         PreparedSession::new(record, &self.projection)
     }
 
-    /// Reads through `cache`; idle renewals go to `renewals` (write-behind) when given.
-    pub fn with_cache(
-        mut self,
-        cache: Option<Arc<SessionCache>>,
-        renewals: Option<Arc<RenewalQueue>>,
-        stale_window: Duration,
-    ) -> Self {
-        self.cache = cache;
-        self.renewals = renewals;
-        self.stale_window = stale_window;
-        self
-    }
-
     /// The session from the cache as last read, if that was within the stale window and its
     /// deadlines still hold: for `serve_stale` routes while the store cannot answer.
-    pub fn resolve_stale(&self, id: &SessionId, now: u64) -> Option<ActiveSession> {
-        let key = id.store_key();
-        let session = self.cache.as_ref()?.get_stale(&key, self.stale_window)?;
-        let valid =
-            lifecycle::check_deadlines(session.idle_deadline, session.absolute_deadline, now)
-                == Validity::Active;
-        valid.then_some(ActiveSession {
-            key,
+    pub fn resolve_stale(&self, key: &StoreKey, now: u64) -> Option<ActiveSession> {
+        let cache = self.backend.cache.as_ref()?;
+        let session = cache.get_stale(key, self.backend.stale_window)?;
+        (session.deadlines.validity(now) == Validity::Active).then(|| ActiveSession {
+            key: key.clone(),
             session,
-            source: Source::Stale,
+            source: Source::Cache,
         })
     }
 
     fn forget(&self, key: &StoreKey) {
-        if let Some(cache) = &self.cache {
+        if let Some(cache) = &self.backend.cache {
             cache.invalidate(key);
         }
     }
 
-    fn remember(&self, key: &StoreKey, record: &SessionRecord) -> Arc<PreparedSession> {
-        let prepared = self.prepare(record);
-        if let Some(cache) = &self.cache {
-            cache.put_written(key, prepared.clone());
+    fn remember(&self, key: &StoreKey, session: PreparedSession) -> Arc<PreparedSession> {
+        if let Some(cache) = &self.backend.cache {
+            cache.put_written(key, session.clone());
         }
-        Arc::new(prepared)
+        Arc::new(session)
     }
 
-    /// Looks the id up (through the cache when there is one) and checks its deadlines; renews
+    /// The session state of a request carrying a well-formed cookie for `key`: looked up, and
+    /// when the store cannot answer, a recently cached copy if `stale_allowed`.
+    pub async fn lookup(&self, key: StoreKey, stale_allowed: bool, now: u64) -> SessionState {
+        match self.resolve(&key, now).await {
+            Ok(Resolution::Active(active)) => SessionState::Active(active),
+            Ok(Resolution::NotFound) => SessionState::Unknown(key),
+            Ok(Resolution::Expired(_)) => SessionState::Expired(key),
+            Err(e) => {
+                warn!(error = %e, kind = e.kind(), "session lookup failed");
+                match stale_allowed
+                    .then(|| self.resolve_stale(&key, now))
+                    .flatten()
+                {
+                    Some(active) => SessionState::Stale(active),
+                    None => SessionState::StoreDown(key),
+                }
+            }
+        }
+    }
+
+    /// Looks `key` up (through the cache when there is one) and checks its deadlines; renews
     /// the idle deadline when it is due. A failed renewal is logged, not fatal: the session
     /// stays valid until its current deadline.
-    pub async fn resolve(&self, id: &SessionId, now: u64) -> Result<Resolution, StoreError> {
-        let key = id.store_key();
+    pub async fn resolve(&self, key: &StoreKey, now: u64) -> Result<Resolution, StoreError> {
         let load = || async {
-            let record = self.store.load(&key, now).await?;
+            let record = self.store().load(key, now).await?;
             Ok(record.map(|r| self.prepare(&r)))
         };
-        let (session, source) = match &self.cache {
-            Some(cache) => cache.get_or_load(&key, load).await?,
+        let (session, source) = match &self.backend.cache {
+            Some(cache) => cache.get_or_load(key, load).await?,
             None => (load().await?.map(Arc::new), Source::Store),
         };
         let Some(session) = session else {
             return Ok(Resolution::NotFound);
         };
-        match lifecycle::check_deadlines(session.idle_deadline, session.absolute_deadline, now) {
+        match session.deadlines.validity(now) {
             Validity::Active => {}
             expired => return Ok(Resolution::Expired(expired)),
         }
-        let due = lifecycle::idle_renewal_due(
-            session.idle_deadline,
-            session.absolute_deadline,
-            now,
-            self.settings.renew_below,
-        );
-        let session = if due {
-            self.renew(&key, session, now).await
+        let session = if session
+            .deadlines
+            .renewal_due(now, self.settings.renew_below)
+        {
+            self.renew(key, session, now).await
         } else {
             session
         };
         Ok(Resolution::Active(ActiveSession {
-            key,
+            key: key.clone(),
             session,
             source,
         }))
@@ -186,18 +181,26 @@ impl Sessions {
         session: Arc<PreparedSession>,
         now: u64,
     ) -> Arc<PreparedSession> {
-        let next = lifecycle::renewed(&session.to_record(), now, self.settings.idle_timeout);
-        if let Some(queue) = &self.renewals {
-            if !queue.enqueue(key, session.v, next.clone()) {
+        let next = session.with_deadlines(
+            session.v + 1,
+            session.deadlines.renewed(now, self.settings.idle_timeout),
+        );
+        let record = next.to_record();
+        if let Some(queue) = &self.backend.renewals {
+            if !queue.enqueue(key, session.v, record) {
                 return session;
             }
             // Later requests see the renewed deadline and do not queue it again.
-            return self.remember(key, &next);
+            return self.remember(key, next);
         }
-        match self.store.compare_and_set(key, session.v, &next, now).await {
+        match self
+            .store()
+            .compare_and_set(key, session.v, &record, now)
+            .await
+        {
             Ok(CasOutcome::Written) => {
                 metrics().sessions_renewed.inc();
-                self.remember(key, &next)
+                self.remember(key, next)
             }
             Ok(outcome) => {
                 debug!(
@@ -224,7 +227,7 @@ impl Sessions {
         now: u64,
     ) -> Result<(SessionId, SessionRecord), StoreError> {
         if let Some((key, sub)) = previous {
-            if self.store.destroy(key, sub).await? {
+            if self.store().destroy(key, sub).await? {
                 metrics().sessions_rotated.inc();
                 metrics()
                     .sessions_destroyed
@@ -243,8 +246,8 @@ impl Sessions {
         let id = SessionId::generate()
             .map_err(|e| StoreError::Command(format!("the OS random source failed: {e}")))?;
         let key = id.store_key();
-        self.store.create(&key, &record, now).await?;
-        self.remember(&key, &record);
+        self.store().create(&key, &record, now).await?;
+        self.remember(&key, self.prepare(&record));
         metrics().sessions_created.inc();
         Ok((id, record))
     }
@@ -258,18 +261,18 @@ impl Sessions {
         now: u64,
     ) -> Result<UpdateOutcome, StoreError> {
         for attempt in 0..MAX_CAS_ATTEMPTS {
-            let Some(current) = self.store.load(key, now).await? else {
+            let Some(current) = self.store().load(key, now).await? else {
                 return Ok(UpdateOutcome::NoSession);
             };
-            if lifecycle::check(&current, now) != Validity::Active {
+            if current.deadlines.validity(now) != Validity::Active {
                 return Ok(UpdateOutcome::NoSession);
             }
             let next = lifecycle::updated(&current, patch, now);
-            if !super::control::claims_fit(&next.claims, self.settings.max_claims_bytes) {
+            if !crate::session::control::claims_fit(&next.claims, self.settings.max_claims_bytes) {
                 return Ok(UpdateOutcome::TooLarge);
             }
             match self
-                .store
+                .store()
                 .compare_and_set(key, current.v, &next, now)
                 .await?
             {
@@ -297,7 +300,7 @@ impl Sessions {
     /// Ends one session by its key, on an operator's request; `false` if there was none.
     pub async fn revoke(&self, key: &StoreKey, now: u64) -> Result<bool, StoreError> {
         // The owner is read first so the user's set loses the member too.
-        let sub = self.store.load(key, now).await?.map(|r| r.sub);
+        let sub = self.store().load(key, now).await?.map(|r| r.sub);
         self.end(key, sub.as_deref(), destroyed::ADMIN).await
     }
 
@@ -313,9 +316,9 @@ impl Sessions {
         now: u64,
     ) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {
         let mut sessions = Vec::new();
-        for key in self.store.user_sessions(sub, now).await? {
-            if let Some(record) = self.store.load(&key, now).await? {
-                if lifecycle::check(&record, now) == Validity::Active {
+        for key in self.store().user_sessions(sub, now).await? {
+            if let Some(record) = self.store().load(&key, now).await? {
+                if record.deadlines.validity(now) == Validity::Active {
                     sessions.push((key, record));
                 }
             }
@@ -329,7 +332,7 @@ impl Sessions {
         sub: Option<&str>,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let existed = self.store.destroy(key, sub).await?;
+        let existed = self.store().destroy(key, sub).await?;
         self.forget(key);
         if existed {
             metrics()
@@ -341,7 +344,7 @@ impl Sessions {
     }
 
     async fn end_all(&self, sub: &str, reason: &str) -> Result<usize, StoreError> {
-        let keys = self.store.destroy_user(sub).await?;
+        let keys = self.store().destroy_user(sub).await?;
         for key in &keys {
             self.forget(key);
         }

@@ -1,15 +1,27 @@
-//! The store interface every backend implements, and its errors.
+//! Persistence of session records: the interface every backend implements and its errors,
+//! the embedded memory store, the Redis store (standalone, Sentinel, Cluster), the key schema,
+//! and the one layer around a store that meters every call and guards it with a circuit
+//! breaker.
 //!
 //! The store knows sessions only by `StoreKey` (the hash of the id) and keeps a per-user set of
 //! them. Every method is one logical operation with its own deadline; the decisions of *when*
-//! to call them live in `lifecycle` and `sessions`.
+//! to call them live in `session::lifecycle` and `sessions`.
+
+pub mod breaker;
+pub mod keys;
+pub mod layer;
+pub mod memory;
+pub mod redis;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::id::StoreKey;
-use super::record::{RecordDecodeError, SessionRecord};
+use crate::session::record::{RecordDecodeError, SessionRecord};
+use crate::session::StoreKey;
+
+pub use keys::KeySchema;
+pub use layer::StoreLayer;
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -108,14 +120,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// The circuit breaker's state, when the store has one.
     /// How many sessions the store holds (for the active-sessions gauge; sampled in the
     /// background, never on a request).
     async fn count(&self, now: u64) -> Result<u64, StoreError>;
-
-    fn breaker_state(&self) -> Option<super::breaker::BreakerState> {
-        None
-    }
 
     /// Periodic housekeeping (the memory store sweeps expired sessions). Returns how many
     /// entries it removed.

@@ -8,9 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::id::StoreKey;
-use super::record::SessionRecord;
-use super::store::{CasOutcome, SessionStore, StoreError};
+use super::{CasOutcome, SessionStore, StoreError};
+use crate::session::{SessionRecord, StoreKey};
 
 pub struct MemoryStore {
     max_sessions: usize,

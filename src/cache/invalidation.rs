@@ -15,8 +15,9 @@ use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::cache::SessionCache;
-use super::id::StoreKey;
+use super::SessionCache;
+use crate::session::StoreKey;
+use crate::store::{redis as store_redis, KeySchema};
 
 /// The client name the invalidation connection registers (visible in `CLIENT LIST`).
 pub const CLIENT_NAME: &str = "sessiongate-invalidation";
@@ -26,7 +27,7 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 
 pub struct Invalidator {
     settings: crate::config::model::RedisStoreSettings,
-    key_prefix: String,
+    keys: KeySchema,
     cache: Arc<SessionCache>,
 }
 
@@ -38,7 +39,7 @@ impl Invalidator {
     ) -> Self {
         Invalidator {
             settings: settings.clone(),
-            key_prefix: format!("{}s:", settings.key_prefix),
+            keys: KeySchema::new(&settings.key_prefix),
             cache,
         }
     }
@@ -49,9 +50,7 @@ impl Invalidator {
             Value::SimpleString(s) => s.as_bytes(),
             _ => return None,
         };
-        let text = std::str::from_utf8(bytes).ok()?;
-        text.strip_prefix(&self.key_prefix)
-            .map(StoreKey::from_stored)
+        self.keys.session_of(std::str::from_utf8(bytes).ok()?)
     }
 
     fn apply(&self, push: PushInfo) {
@@ -97,7 +96,7 @@ impl Invalidator {
             .arg("ON")
             .arg("BCAST")
             .arg("PREFIX")
-            .arg(&self.key_prefix)
+            .arg(self.keys.session_prefix())
             .exec_async(&mut conn)
             .await?;
         Ok(conn)
@@ -106,7 +105,7 @@ impl Invalidator {
     /// One life of the tracking connections: connect to every node that holds sessions, enable
     /// tracking, apply invalidations until any connection breaks.
     async fn session(&self, established: &mut bool) -> Result<(), redis::RedisError> {
-        let resolve = super::redis::primaries(&self.settings, redis::ProtocolVersion::RESP3);
+        let resolve = store_redis::primaries(&self.settings, redis::ProtocolVersion::RESP3);
         let clients = tokio::time::timeout(self.settings.connect_timeout * 4, resolve)
             .await
             .map_err(|_| {
@@ -127,7 +126,7 @@ impl Invalidator {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         // In Sentinel mode, a new master announced by the sentinels ends this life at once.
         let switched = async {
-            while super::redis::switch_master(&self.settings).await.is_err() {
+            while store_redis::switch_master(&self.settings).await.is_err() {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         };

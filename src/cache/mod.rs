@@ -1,4 +1,6 @@
-//! The in-proxy session cache in front of the store.
+//! The tiers in front of the store: this in-proxy session cache, the listener that keeps it
+//! coherent with other instances' writes (`invalidation`), and the write-behind queue of idle
+//! renewals (`renewal`).
 //!
 //! Bounded by entry count and by (estimated) bytes, sharded to keep lock hold times short; an
 //! entry older than `max_staleness` is a miss, whatever invalidation says. Concurrent misses for
@@ -18,25 +20,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::id::StoreKey;
-use super::prepared::PreparedSession;
-use super::store::StoreError;
+pub mod invalidation;
+pub mod renewal;
+
 use lru::LruCache;
+
+use crate::config::model::CacheSettings;
+use crate::session::{PreparedSession, StoreKey};
+use crate::store::StoreError;
 
 const SHARDS: usize = 16;
 
 /// How long a tombstone is kept: longer than any store read may take.
 const TOMBSTONE_LIFETIME: Duration = Duration::from_secs(10);
-
-/// Cache bounds and lifetimes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheSettings {
-    pub max_entries: usize,
-    pub max_bytes: usize,
-    pub max_staleness: Duration,
-    pub negative_entries: usize,
-    pub negative_ttl: Duration,
-}
 
 /// What a lookup found.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,8 +51,6 @@ pub enum Source {
     Store,
     /// Another request's store read, joined.
     Coalesced,
-    /// An untrusted cached copy, served because the store could not answer (`serve_stale`).
-    Stale,
 }
 
 /// Counters for the metrics endpoint.
@@ -69,6 +63,20 @@ pub struct CacheStats {
     pub invalidations: AtomicU64,
     pub evictions: AtomicU64,
     pub flushes: AtomicU64,
+}
+
+impl CacheSnapshot {
+    /// The figures `/metrics` reports.
+    pub fn figures(&self) -> crate::metrics::CacheFigures {
+        crate::metrics::CacheFigures {
+            entries: self.entries,
+            bytes: self.bytes,
+            evictions: self.evictions,
+            invalidations: self.invalidations,
+            coalesced: self.coalesced,
+            negative_hits: self.negative_hits,
+        }
+    }
 }
 
 /// A point-in-time copy of the counters and sizes.

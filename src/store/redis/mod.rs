@@ -1,6 +1,7 @@
-//! The Redis store, in standalone, Sentinel or Cluster mode (see `link`). Keys follow
-//! DESIGN.md: `{prefix}s:{H(id)}` holds the record, `{prefix}u:{sub}` the set of a user's
-//! `H(id)`s; key TTLs run to the record's earlier deadline.
+//! The Redis store, in standalone, Sentinel or Cluster mode: the commands here; connections in
+//! `link` (and `sentinel`, `connect`, `topology`). Keys follow `KeySchema` (docs/protocol.md):
+//! `{prefix}s:{H(id)}` holds the record, `{prefix}u:{sub}` the set of a user's `H(id)`s; key
+//! TTLs run to the record's earlier deadline.
 //!
 //! A session key and its user's set may live in different cluster slots, so no command or
 //! script touches both: multi-key operations are ordered single-key steps, arranged so that an
@@ -11,7 +12,10 @@
 //! Every call has a deadline: the command timeout, plus the connect timeout for the call that
 //! may have to (re)connect.
 
+mod connect;
 mod link;
+mod sentinel;
+mod topology;
 
 use std::future::Future;
 use std::time::Duration;
@@ -19,19 +23,21 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::{RedisError, Script};
 
-use super::id::StoreKey;
-use super::record::SessionRecord;
-use super::store::{ttl_ms, CasOutcome, SessionStore, StoreError};
+use super::{ttl_ms, CasOutcome, KeySchema, SessionStore, StoreError};
 use crate::config::model::{RecordFormat, RedisStoreSettings};
-pub use link::{client_for, node_info, primaries, switch_master, Link};
+use crate::session::{SessionRecord, StoreKey};
+pub use connect::{client_for, node_info};
+pub use link::Link;
+pub use sentinel::switch_master;
+pub use topology::primaries;
 
-/// Replace the record only if its stored version is `ARGV[1]`; never recreate a missing key.
-/// Returns 1 written, 0 version conflict, -1 missing.
 /// Pages of keys the active-sessions count reads per primary (and keys asked for per page):
 /// about 10,000 keys, exact below that, an estimate above.
 const COUNT_SAMPLE_CALLS: usize = 10;
 const COUNT_PAGE: usize = 1000;
 
+/// Replace the record only if its stored version is `ARGV[1]`; never recreate a missing key.
+/// Returns 1 written, 0 version conflict, -1 missing.
 const CAS_SCRIPT: &str = r"
 local current = redis.call('GET', KEYS[1])
 if not current then return -1 end
@@ -45,6 +51,7 @@ return 1
 pub struct RedisStore {
     connector: link::Connector,
     settings: RedisStoreSettings,
+    keys: KeySchema,
     format: RecordFormat,
     cas: Script,
 }
@@ -56,6 +63,7 @@ impl RedisStore {
             .map_err(|e| StoreError::Command(format!("invalid Redis settings: {e}")))?;
         Ok(RedisStore {
             connector,
+            keys: KeySchema::new(&settings.key_prefix),
             settings,
             format,
             cas: Script::new(CAS_SCRIPT),
@@ -63,11 +71,11 @@ impl RedisStore {
     }
 
     fn session_key(&self, key: &StoreKey) -> String {
-        format!("{}s:{}", self.settings.key_prefix, key.as_str())
+        self.keys.session(key)
     }
 
     fn user_key(&self, sub: &str) -> String {
-        format!("{}u:{}", self.settings.key_prefix, sub)
+        self.keys.user(sub)
     }
 
     /// Runs one store operation under its deadline. A `READONLY` reply (the master was demoted
@@ -147,7 +155,7 @@ impl RedisStore {
     }
 }
 
-fn is_readonly(e: &RedisError) -> bool {
+pub(crate) fn is_readonly(e: &RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
 }
 
@@ -205,7 +213,7 @@ impl SessionStore for RedisStore {
             .ignore()
             .cmd("PEXPIRE")
             .arg(&ukey)
-            .arg(record.absolute_deadline.saturating_sub(now).max(1))
+            .arg(record.deadlines.absolute.saturating_sub(now).max(1))
             .ignore();
         let membership = &membership;
         self.run(|mut c| async move { membership.query_async::<()>(&mut c).await })
@@ -340,7 +348,7 @@ impl SessionStore for RedisStore {
     /// A full scan of a large keyspace every minute from every instance costed the serving
     /// path measurably (BENCHMARKS.md): this one reads at most `COUNT_SAMPLE_CALLS` pages.
     async fn count(&self, _now: u64) -> Result<u64, StoreError> {
-        let prefix = format!("{}s:", self.settings.key_prefix);
+        let prefix = self.keys.session_prefix();
         let count = async {
             let mut total = 0u64;
             for client in primaries(&self.settings, redis::ProtocolVersion::RESP2).await? {

@@ -10,11 +10,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::cache::SessionCache;
-use super::id::StoreKey;
-use super::lifecycle::now_ms;
-use super::record::SessionRecord;
-use super::store::{CasOutcome, SessionStore};
+use super::SessionCache;
+use crate::session::lifecycle::now_ms;
+use crate::session::{SessionRecord, StoreKey};
+use crate::store::{CasOutcome, SessionStore};
 
 /// The most renewals waiting at once; beyond it renewals are dropped (and retried by a later
 /// request), never allowed to grow memory without bound.
