@@ -23,42 +23,52 @@ use crate::proxy::{GatewayState, SharedState};
 use crate::sessions::Backend;
 use crate::upstream::Pools;
 
+/// A setting that only takes effect at start: its key path, whether two configurations
+/// differ in it, and how a reload keeps the running value.
+struct RestartOnly {
+    key: &'static str,
+    differs: fn(&Config, &Config) -> bool,
+    keep: fn(&Config, &mut Config),
+}
+
+/// One entry per field path: the list below is the only place a restart-only setting is named.
+macro_rules! restart_only {
+    ($($key:literal => $($field:ident).+),* $(,)?) => {
+        &[$(RestartOnly {
+            key: $key,
+            differs: |a, b| a.$($field).+ != b.$($field).+,
+            keep: |running, next| next.$($field).+ = running.$($field).+.clone(),
+        }),*]
+    };
+}
+
+/// Listeners, threads, the store and its cache, and the record format.
+const RESTART_ONLY: &[RestartOnly] = restart_only![
+    "server.listen" => server.listen,
+    "server.threads" => server.threads,
+    "server.admin_listen" => server.admin_listen,
+    "server.shutdown_grace" => server.shutdown_grace,
+    "server.upgrade_sock" => server.upgrade_sock,
+    "store" => store,
+    "cache" => cache,
+    "session.format" => session.format,
+];
+
 /// The settings a running process cannot change, by key path, that differ between `running`
 /// and `next`.
 pub fn restart_needed(running: &Config, next: &Config) -> Vec<&'static str> {
-    let (a, b) = (&running.server, &next.server);
-    [
-        ("server.listen", a.listen != b.listen),
-        ("server.threads", a.threads != b.threads),
-        ("server.admin_listen", a.admin_listen != b.admin_listen),
-        (
-            "server.shutdown_grace",
-            a.shutdown_grace != b.shutdown_grace,
-        ),
-        ("server.upgrade_sock", a.upgrade_sock != b.upgrade_sock),
-        ("store", running.store != next.store),
-        ("cache", running.cache != next.cache),
-        (
-            "session.format",
-            running.session.format != next.session.format,
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(key, changed)| changed.then_some(key))
-    .collect()
+    RESTART_ONLY
+        .iter()
+        .filter(|s| (s.differs)(running, next))
+        .map(|s| s.key)
+        .collect()
 }
 
 /// `next` with the running values of the settings that need a restart.
 fn keep_restart_settings(running: &Config, mut next: Config) -> Config {
-    let server = &running.server;
-    next.server.listen = server.listen.clone();
-    next.server.threads = server.threads;
-    next.server.admin_listen = server.admin_listen;
-    next.server.shutdown_grace = server.shutdown_grace;
-    next.server.upgrade_sock = server.upgrade_sock.clone();
-    next.store = running.store.clone();
-    next.cache = running.cache.clone();
-    next.session.format = running.session.format;
+    for setting in RESTART_ONLY {
+        (setting.keep)(running, &mut next);
+    }
     next
 }
 
@@ -156,5 +166,50 @@ impl BackgroundService for ControlService {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra_server: &str, format: &str, prefix: &str) -> Config {
+        let text = format!(
+            r#"
+[server]
+listen = ["127.0.0.1:8080"]
+{extra_server}
+[session]
+format = "{format}"
+[identity]
+insecure_signing_key = "0123456789abcdef0123456789abcdef"
+[[upstream]]
+name = "app"
+backends = ["127.0.0.1:8000"]
+[[route]]
+path_prefix = "{prefix}"
+upstream = "app"
+"#
+        );
+        crate::config::from_toml(&text, "test", std::path::Path::new(".")).expect("valid")
+    }
+
+    #[test]
+    fn restart_only_settings_are_reported_and_keep_their_running_values() {
+        let running = config("threads = 2", "msgpack", "/");
+        let next = config("threads = 4\nshutdown_grace = \"9s\"", "json", "/app");
+        assert_eq!(
+            restart_needed(&running, &next),
+            ["server.threads", "server.shutdown_grace", "session.format"]
+        );
+        let kept = keep_restart_settings(&running, next);
+        assert_eq!(kept.server.threads, 2);
+        assert_eq!(kept.server.shutdown_grace, running.server.shutdown_grace);
+        assert_eq!(kept.session.format, running.session.format);
+        assert_eq!(
+            kept.routes[0].path_prefix, "/app",
+            "the rest is the new file's"
+        );
+        assert!(restart_needed(&running, &kept).is_empty());
     }
 }

@@ -1,10 +1,13 @@
 //! The configuration file exactly as written: serde structs that mirror the TOML, with unknown
-//! keys rejected. Nothing here is trusted; `validate` turns it into the typed model.
+//! keys rejected. Nothing here is trusted; `validate` turns it into the typed model. Plain value
+//! enums (`same_site`, `format`, `auth`, ...) are the model's own, deserialised directly.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::model::{Affinity, AuthPolicy, OnStoreError, RecordFormat, SameSite};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,27 +52,12 @@ pub struct RawServer {
     pub allow_trace: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RawSameSite {
-    Strict,
-    Lax,
-    None,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RawFormat {
-    Msgpack,
-    Json,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSession {
     pub cookie_name: Option<String>,
     pub secure: Option<bool>,
-    pub same_site: Option<RawSameSite>,
+    pub same_site: Option<SameSite>,
     pub domain: Option<String>,
     pub persistent: Option<bool>,
     #[serde(default, with = "humantime_serde")]
@@ -78,7 +66,7 @@ pub struct RawSession {
     pub absolute_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub renew_below: Option<Duration>,
-    pub format: Option<RawFormat>,
+    pub format: Option<RecordFormat>,
     /// The most bytes a session's claims take as JSON.
     pub max_claims_bytes: Option<usize>,
 }
@@ -184,14 +172,6 @@ pub struct RawIdentity {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum RawAffinity {
-    Session,
-    Sub,
-    None,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum RawHealthCheck {
     Tcp,
     Http,
@@ -205,7 +185,7 @@ pub struct RawUpstream {
     #[serde(default)]
     pub backends: Vec<String>,
     /// What keeps a user on one backend: the session (default), the subject, or nothing.
-    pub affinity: Option<RawAffinity>,
+    pub affinity: Option<Affinity>,
     pub health_check: Option<RawHealthCheck>,
     /// Path probed by `health_check = "http"`.
     pub health_path: Option<String>,
@@ -215,32 +195,16 @@ pub struct RawUpstream {
     pub case_insensitive: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RawAuth {
-    Required,
-    Optional,
-    Public,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RawOnStoreError {
-    FailClosed,
-    ServeStale,
-    Anonymous,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub host: Option<String>,
     pub path_prefix: Option<String>,
     pub upstream: Option<String>,
-    pub auth: Option<RawAuth>,
+    pub auth: Option<AuthPolicy>,
     pub audience: Option<String>,
     pub login_url: Option<String>,
-    pub on_store_error: Option<RawOnStoreError>,
+    pub on_store_error: Option<OnStoreError>,
     /// Responses on this route may log a user in.
     pub accept_login: Option<bool>,
     /// Forward WebSocket upgrades (default true).

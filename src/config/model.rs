@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-pub use super::file::RawOnStoreError as OnStoreError;
+use serde::Deserialize;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +43,8 @@ pub struct ServerSettings {
     pub allow_trace: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SameSite {
     Strict,
     Lax,
@@ -51,9 +52,11 @@ pub enum SameSite {
 }
 
 /// How a session record is serialized in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum RecordFormat {
+    #[serde(rename = "msgpack")]
     MessagePack,
+    #[serde(rename = "json")]
     Json,
 }
 
@@ -229,7 +232,8 @@ pub struct UpstreamSettings {
 }
 
 /// What a pool hashes to keep a user on one backend (Ketama consistent hashing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Affinity {
     /// The session (its hashed id): every request of a session lands on one backend.
     Session,
@@ -247,11 +251,24 @@ pub enum HealthCheck {
     Http { path: String, interval: Duration },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AuthPolicy {
     Required,
     Optional,
     Public,
+}
+
+/// What a route does when the session store cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreError {
+    /// 503.
+    FailClosed,
+    /// Sessions cached within the stale window are honoured; others 503.
+    ServeStale,
+    /// Continue without identity.
+    Anonymous,
 }
 
 /// Which hosts a route answers for.

@@ -1,0 +1,194 @@
+//! `[[route]]`: host patterns, path prefixes, policies, and the login URLs that would send
+//! browsers around in a loop.
+
+use std::collections::HashSet;
+
+use super::Problems;
+use crate::config::file::RawRoute;
+use crate::config::model::*;
+
+fn host_pattern(value: &str, path: &str, p: &mut Problems) -> Option<HostPattern> {
+    let lower = value.to_ascii_lowercase();
+    if lower == "*" {
+        return Some(HostPattern::Any);
+    }
+    let (pattern, name) = match lower.strip_prefix("*.") {
+        Some(rest) => (HostPattern::Suffix(format!(".{rest}")), rest.to_string()),
+        None => (HostPattern::Exact(lower.clone()), lower.clone()),
+    };
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !valid {
+        p.add(
+            path,
+            format!("\"{value}\" is not a host pattern; use \"*\", \"app.example.com\" or \"*.example.com\""),
+        );
+        return None;
+    }
+    Some(pattern)
+}
+
+pub(super) fn check(
+    raw: &[RawRoute],
+    upstreams: &[UpstreamSettings],
+    p: &mut Problems,
+) -> Vec<RouteSettings> {
+    if raw.is_empty() {
+        p.add("route", "needs at least one [[route]]");
+    }
+    let mut out: Vec<RouteSettings> = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, r) in raw.iter().enumerate() {
+        let path = format!("route[{i}]");
+        let host = host_pattern(r.host.as_deref().unwrap_or("*"), &format!("{path}.host"), p);
+        let prefix = r.path_prefix.clone().unwrap_or_else(|| "/".to_string());
+        if !prefix.starts_with('/') || prefix.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            p.add(
+                format!("{path}.path_prefix"),
+                format!(
+                    "\"{prefix}\" must start with '/' and contain no spaces or control characters"
+                ),
+            );
+        }
+        let upstream = match &r.upstream {
+            None => {
+                p.add(format!("{path}.upstream"), "every route needs an upstream");
+                None
+            }
+            Some(name) => match upstreams.iter().position(|u| &u.name == name) {
+                Some(idx) => Some(idx),
+                None => {
+                    let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                    p.add(
+                        format!("{path}.upstream"),
+                        format!("no upstream named \"{name}\"; defined: {known:?}"),
+                    );
+                    None
+                }
+            },
+        };
+        let auth = r.auth.unwrap_or(AuthPolicy::Required);
+        if let Some(url) = &r.login_url {
+            if auth != AuthPolicy::Required {
+                p.add(
+                    format!("{path}.login_url"),
+                    "only applies to auth = \"required\" routes",
+                );
+            }
+            let relative = url.starts_with('/') && !url.starts_with("//");
+            let absolute = url.starts_with("https://") || url.starts_with("http://");
+            if !(relative || absolute) || url.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+                p.add(
+                    format!("{path}.login_url"),
+                    format!("\"{url}\" must be a path (\"/login\") or an http(s) URL"),
+                );
+            }
+        }
+        let audience = r
+            .audience
+            .clone()
+            .or_else(|| upstream.map(|u| upstreams[u].name.clone()))
+            .unwrap_or_default();
+        if r.audience.as_deref() == Some("") {
+            p.add(format!("{path}.audience"), "must not be empty");
+        }
+        let on_store_error = r.on_store_error.unwrap_or(match auth {
+            AuthPolicy::Required => OnStoreError::FailClosed,
+            AuthPolicy::Optional | AuthPolicy::Public => OnStoreError::Anonymous,
+        });
+        let (Some(host), Some(upstream)) = (host, upstream) else {
+            continue;
+        };
+        if !seen.insert((host.clone(), prefix.clone())) {
+            p.add(
+                format!("{path}.path_prefix"),
+                format!("another route already has host \"{host}\" and path_prefix \"{prefix}\""),
+            );
+        }
+        out.push(RouteSettings {
+            host,
+            path_prefix: prefix,
+            upstream,
+            auth,
+            audience,
+            login_url: r.login_url.clone(),
+            on_store_error,
+            accept_login: r.accept_login.unwrap_or(false),
+            websocket: r.websocket.unwrap_or(true),
+            case_insensitive: r
+                .case_insensitive
+                .unwrap_or(upstreams[upstream].case_insensitive),
+        });
+    }
+    check_login_loops(&out, p);
+    out
+}
+
+/// A host name that `pattern` matches, to probe the route table with.
+fn sample_host(pattern: &HostPattern) -> String {
+    match pattern {
+        HostPattern::Exact(h) => h.clone(),
+        HostPattern::Suffix(s) => format!("sample{s}"),
+        HostPattern::Any => "sample.invalid".to_string(),
+    }
+}
+
+/// Whether every host `inner` matches is also matched by `outer`.
+fn covers(outer: &HostPattern, inner: &HostPattern) -> bool {
+    match (outer, inner) {
+        (HostPattern::Any, _) => true,
+        (HostPattern::Suffix(o), HostPattern::Suffix(i)) => i.ends_with(o.as_str()),
+        (HostPattern::Suffix(o), HostPattern::Exact(i)) => i.ends_with(o.as_str()),
+        (HostPattern::Exact(o), HostPattern::Exact(i)) => o == i,
+        _ => false,
+    }
+}
+
+/// A relative `login_url` served by a `required` route would redirect to itself forever. The
+/// redirecting route may serve several hosts, and a more specific host's routes may serve the
+/// login path there: every such host is probed.
+fn check_login_loops(routes: &[RouteSettings], p: &mut Problems) {
+    let table = crate::routing::RouteTable::new(routes.to_vec());
+    for (i, route) in routes.iter().enumerate() {
+        let Some(url) = route
+            .login_url
+            .as_deref()
+            .filter(|u| u.starts_with('/') && !u.starts_with("//"))
+        else {
+            continue;
+        };
+        let path = url.split(['?', '#']).next().unwrap_or(url);
+        let mut hosts = vec![sample_host(&route.host)];
+        hosts.extend(
+            routes
+                .iter()
+                .filter(|r| covers(&route.host, &r.host))
+                .map(|r| sample_host(&r.host)),
+        );
+        hosts.sort();
+        hosts.dedup();
+        for host in hosts {
+            // Only hosts where this route itself would answer can send browsers to its login.
+            if table.find(&host, route.path_prefix.as_bytes()) != Some(i) {
+                continue;
+            }
+            if let Some(target) = table.find(&host, path.as_bytes()) {
+                if routes[target].auth == AuthPolicy::Required {
+                    let on_host = match &routes[target].host {
+                        HostPattern::Any => String::new(),
+                        _ => format!(" on host {host}"),
+                    };
+                    p.add(
+                        format!("route[{i}].login_url"),
+                        format!(
+                            "\"{url}\" is served by route[{target}], which requires a session: browsers would be redirected forever{on_host}; add a public route for it"
+                        ),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+}

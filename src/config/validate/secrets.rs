@@ -1,0 +1,76 @@
+//! The one way a secret is read: from a file (relative to the configuration's directory,
+//! trailing newline ignored), from an environment variable, or, where the key allows it and
+//! its name says so (`insecure_…`), inline for demos. At most one source.
+
+use std::path::Path;
+
+use super::Problems;
+use crate::config::model::SecretBytes;
+
+/// Where a secret may come from.
+pub(super) struct Secret<'a> {
+    pub file: Option<&'a str>,
+    pub env: Option<&'a str>,
+    /// `insecure_{stem}`, for the keys that allow an inline value.
+    pub insecure_inline: Option<&'a str>,
+    /// Whether a source must be set.
+    pub required: bool,
+}
+
+/// The secret `{section}.{stem}_file`, `{section}.{stem}_env` or `{section}.insecure_{stem}`
+/// name, and the key path it came from. `None` when none is set (a problem if `required`), when
+/// several are set, or when the source cannot be read.
+pub(super) fn read_secret(
+    secret: Secret<'_>,
+    (section, stem): (&str, &str),
+    base: &Path,
+    p: &mut Problems,
+) -> Option<(SecretBytes, String)> {
+    let set = [secret.file, secret.env, secret.insecure_inline]
+        .iter()
+        .filter(|s| s.is_some())
+        .count();
+    if set > 1 || (set == 0 && secret.required) {
+        let message = if secret.required {
+            format!("set exactly one of {stem}_file, {stem}_env or insecure_{stem}")
+        } else {
+            format!("set either {stem}_file or {stem}_env, not both")
+        };
+        p.add(section, message);
+        return None;
+    }
+    if let Some(file) = secret.file {
+        let path = format!("{section}.{stem}_file");
+        let full = base.join(file);
+        return match std::fs::read(&full) {
+            Ok(mut bytes) => {
+                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    bytes.pop();
+                }
+                Some((SecretBytes(bytes), path))
+            }
+            Err(e) => {
+                p.add(path, format!("cannot read {}: {e}", full.display()));
+                None
+            }
+        };
+    }
+    if let Some(var) = secret.env {
+        let path = format!("{section}.{stem}_env");
+        return match std::env::var(var) {
+            Ok(value) => Some((SecretBytes(value.into_bytes()), path)),
+            Err(_) => {
+                p.add(
+                    path,
+                    format!("environment variable {var} is not set (or not UTF-8)"),
+                );
+                None
+            }
+        };
+    }
+    let inline = secret.insecure_inline?;
+    Some((
+        SecretBytes(inline.as_bytes().to_vec()),
+        format!("{section}.insecure_{stem}"),
+    ))
+}

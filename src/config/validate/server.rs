@@ -1,0 +1,126 @@
+//! `[server]`: listeners, threads, the admin listener and token, shutdown, the upgrade socket,
+//! and the trust boundary settings (trusted proxies, `Forwarded`, TRACE).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::secrets::{read_secret, Secret};
+use super::{defaults, parse_addr, Problems};
+use crate::config::file::RawServer;
+use crate::config::model::ServerSettings;
+
+pub(super) fn check(raw: &RawServer, base: &Path, p: &mut Problems) -> Option<ServerSettings> {
+    let listen_raw = raw
+        .listen
+        .clone()
+        .unwrap_or_else(|| vec![defaults::LISTEN.to_string()]);
+    if listen_raw.is_empty() {
+        p.add("server.listen", "needs at least one address");
+    }
+    let listen: Vec<SocketAddr> = listen_raw
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| parse_addr(a, &format!("server.listen[{i}]"), p))
+        .collect();
+    for (i, addr) in listen.iter().enumerate() {
+        if listen[..i].contains(addr) {
+            p.add(
+                format!("server.listen[{i}]"),
+                format!("{addr} is listed twice"),
+            );
+        }
+    }
+    let threads = raw.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if threads == 0 || threads > 1024 {
+        p.add("server.threads", "must be between 1 and 1024");
+    }
+    let admin = parse_addr(
+        raw.admin_listen
+            .as_deref()
+            .unwrap_or(defaults::ADMIN_LISTEN),
+        "server.admin_listen",
+        p,
+    );
+    if let Some(admin) = admin.filter(|a| listen.contains(a)) {
+        p.add(
+            "server.admin_listen",
+            format!("{admin} is also a public listener; the admin listener must be separate"),
+        );
+    }
+    let shutdown_grace = raw.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE);
+    let admin_token = read_secret(
+        Secret {
+            file: raw.admin_token_file.as_deref(),
+            env: raw.admin_token_env.as_deref(),
+            insecure_inline: None,
+            required: false,
+        },
+        ("server", "admin_token"),
+        base,
+        p,
+    )
+    .map(|(token, _)| token);
+    if let Some(token) = &admin_token {
+        if token.0.len() < 16 {
+            p.add(
+                "server.admin_token_file",
+                "the admin token must be at least 16 bytes (e.g. `openssl rand -hex 32`)",
+            );
+        }
+    }
+    let upgrade_sock = base.join(
+        raw.upgrade_sock
+            .as_deref()
+            .unwrap_or(defaults::UPGRADE_SOCK),
+    );
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, net)| parse_net(net, &format!("server.trusted_proxies[{i}]"), p))
+        .collect();
+    Some(ServerSettings {
+        listen,
+        threads,
+        admin_listen: admin?,
+        shutdown_grace,
+        admin_token,
+        log_sub: raw.log_sub.unwrap_or(false),
+        upgrade_sock,
+        trusted_proxies,
+        forwarded_header: raw.forwarded_header.unwrap_or(false),
+        allow_trace: raw.allow_trace.unwrap_or(false),
+    })
+}
+
+/// An address (`10.0.0.1`, `::1`) or a CIDR range (`10.0.0.0/8`).
+fn parse_net(value: &str, path: &str, p: &mut Problems) -> Option<ipnet::IpNet> {
+    if let Ok(net) = value.parse::<ipnet::IpNet>() {
+        if net.addr() != net.network() {
+            p.add(
+                path,
+                format!(
+                    "\"{value}\" has host bits set; the range is \"{}\"",
+                    net.trunc()
+                ),
+            );
+            return None;
+        }
+        return Some(net);
+    }
+    match value.parse::<std::net::IpAddr>() {
+        Ok(addr) => Some(ipnet::IpNet::from(addr)),
+        Err(_) => {
+            p.add(
+                path,
+                format!("\"{value}\" is not an IP address or CIDR range, e.g. \"10.0.0.0/8\""),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! `[session]`: the cookie, the timeouts, the record format and the claims bound.
+
+use super::{defaults, Problems};
+use crate::config::file::RawSession;
+use crate::config::model::{CookieSettings, RecordFormat, SameSite, SessionSettings};
+
+/// RFC 6265 cookie-name: an RFC 7230 token.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+pub(super) fn check(raw: &RawSession, p: &mut Problems) -> Option<SessionSettings> {
+    let name = raw
+        .cookie_name
+        .clone()
+        .unwrap_or_else(|| defaults::COOKIE_NAME.to_string());
+    let secure = raw.secure.unwrap_or(true);
+    let same_site = raw.same_site.unwrap_or(SameSite::Lax);
+    if !is_token(&name) {
+        p.add(
+            "session.cookie_name",
+            format!("\"{name}\" is not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
+        );
+    }
+    if name.starts_with("__Host-") {
+        if !secure {
+            p.add(
+                "session.cookie_name",
+                "a __Host- cookie requires secure = true; use another name for plain-HTTP setups",
+            );
+        }
+        if raw.domain.is_some() {
+            p.add(
+                "session.domain",
+                "a __Host- cookie must not have a Domain; remove session.domain or rename the cookie",
+            );
+        }
+    }
+    if name.starts_with("__Secure-") && !secure {
+        p.add(
+            "session.cookie_name",
+            "a __Secure- cookie requires secure = true",
+        );
+    }
+    if same_site == SameSite::None && !secure {
+        p.add(
+            "session.same_site",
+            "same_site = \"none\" requires secure = true (browsers drop such cookies otherwise)",
+        );
+    }
+    if let Some(domain) = &raw.domain {
+        if domain.is_empty()
+            || !domain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            p.add(
+                "session.domain",
+                format!("\"{domain}\" is not a domain name"),
+            );
+        }
+    }
+    let idle = raw.idle_timeout.unwrap_or(defaults::IDLE_TIMEOUT);
+    let absolute = raw.absolute_timeout.unwrap_or(defaults::ABSOLUTE_TIMEOUT);
+    let renew_below = raw.renew_below.unwrap_or(idle / 2);
+    if idle.is_zero() {
+        p.add("session.idle_timeout", "must be greater than zero");
+    }
+    if absolute < idle {
+        p.add(
+            "session.absolute_timeout",
+            format!(
+                "must be at least session.idle_timeout ({})",
+                humantime::format_duration(idle)
+            ),
+        );
+    }
+    if renew_below.is_zero() && !idle.is_zero() {
+        p.add(
+            "session.renew_below",
+            "must be greater than zero, or active sessions would expire after idle_timeout",
+        );
+    }
+    if renew_below >= idle && !idle.is_zero() {
+        p.add(
+            "session.renew_below",
+            format!(
+                "must be less than session.idle_timeout ({})",
+                humantime::format_duration(idle)
+            ),
+        );
+    }
+    let format = raw.format.unwrap_or(RecordFormat::MessagePack);
+    let max_claims_bytes = raw.max_claims_bytes.unwrap_or(defaults::MAX_CLAIMS_BYTES);
+    if !(256..=65536).contains(&max_claims_bytes) {
+        p.add(
+            "session.max_claims_bytes",
+            "must be between 256 and 65536: claims travel on every request",
+        );
+    }
+    Some(SessionSettings {
+        cookie: CookieSettings {
+            name,
+            secure,
+            same_site,
+            domain: raw.domain.clone(),
+            persistent: raw.persistent.unwrap_or(false),
+        },
+        idle_timeout: idle,
+        absolute_timeout: absolute,
+        renew_below,
+        format,
+        max_claims_bytes,
+    })
+}
