@@ -14,7 +14,6 @@ pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod cookie;
-pub mod demo;
 pub mod header_names;
 pub mod identity;
 pub mod inbound;

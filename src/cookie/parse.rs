@@ -1,6 +1,7 @@
 //! Reads the session cookie from every `Cookie` header of a request (HTTP/2 splits cookies into
 //! several headers; they are one list). Strict on purpose: a value that is not exactly an id,
-//! or a name that appears twice (cookie tossing), means "no session" without touching the store.
+//! or a name that appears twice (cookie tossing), means "no session" without touching the store
+//! (docs/protocol.md).
 
 use crate::session::SessionId;
 

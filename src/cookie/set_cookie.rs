@@ -1,5 +1,5 @@
 //! Writes the `Set-Cookie` values that issue and clear the session cookie, with the attributes
-//! DESIGN.md fixes: `HttpOnly`, `Path=/`, `Secure` and `SameSite` from config, and `Max-Age`
+//! docs/protocol.md fixes: `HttpOnly`, `Path=/`, `Secure` and `SameSite` from config, and `Max-Age`
 //! only for persistent cookies.
 
 use std::time::Duration;

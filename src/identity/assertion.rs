@@ -1,5 +1,6 @@
 //! The identity assertion: a compact JWS (HS256) with `kid`, carrying `iss`, `aud`, `sub`,
-//! `sid` (the hash of the session id, never the id), `iat`, `exp` and the session's claims.
+//! `sid` (the hash of the session id, never the id), `iat`, `exp` and the session's claims
+//! (docs/protocol.md).
 //!
 //! Signed by hand with `hmac`/`sha2`: the header is fixed per key and encoded once, the keyed
 //! HMAC state is cloned per request instead of re-deriving the key pads, and the session's

@@ -1,6 +1,6 @@
 //! The protected header namespace: every inbound header name that an app behind the gateway
 //! could read as one sessiongate vouches for. Inbound headers in it are removed before anything
-//! else runs, on every route.
+//! else runs, on every route (docs/protocol.md, "The protected namespace").
 //!
 //! Names compare case-insensitively with **every** non-alphanumeric byte read as `-`: CGI,
 //! FastCGI and SCGI gateways (lighttpd, Apache 2.2, PHP) turn a header name into an environment

@@ -1,5 +1,6 @@
 //! The control headers an upstream answers with to change the session: login, update, logout.
-//! Parsing is pure; a response with any malformed control header changes nothing.
+//! Parsing is pure; a response with any malformed control header changes nothing. The
+//! headers and the rules they are held to are in docs/protocol.md.
 
 use http::HeaderMap;
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! Test configurations: the sample of DESIGN.md with short timeouts and test ports, adjustable
+//! Test configurations: the sample configuration of docs/protocol.md with short timeouts and test ports, adjustable
 //! per test.
 
 use std::net::SocketAddr;

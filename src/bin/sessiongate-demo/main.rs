@@ -1,13 +1,16 @@
-//! `sessiongate-demo`: runs the bundled demo upstream app (see `sessiongate::demo`) so a
-//! newcomer can put sessiongate in front of something on day one.
+//! `sessiongate-demo`: runs the bundled demo upstream app (`app`) so a newcomer can put
+//! sessiongate in front of something on day one. It is its own program, not part of the
+//! proxy's library: it only speaks the wire protocol (docs/protocol.md), as any app would.
 
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod app;
+
+use app::{serve, DemoSettings};
 use clap::Parser;
-use sessiongate::demo::{serve, DemoSettings};
 use tracing_subscriber::EnvFilter;
 
 /// The demo "legacy" app that trusts sessiongate's identity headers.
