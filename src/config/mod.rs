@@ -6,30 +6,13 @@
 
 pub mod file;
 pub mod model;
+mod problem;
 pub mod validate;
 
-use std::fmt;
 use std::path::Path;
 
 pub use model::Config;
-
-/// One problem found in a configuration file, with the key path it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// Dotted key path, e.g. `route[1].upstream`; empty for file-level problems.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
+pub use problem::ConfigProblem;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -61,7 +61,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        request_filter::run(self, session, ctx).await
+        request_filter::run(self.current(), &self.tunnels, session, ctx).await
     }
 
     async fn upstream_peer(

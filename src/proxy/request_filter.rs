@@ -4,8 +4,11 @@
 //! decisions are pure functions (here and in `inbound`, `routing`, `cookie`); `run` only moves
 //! data between them and the Pingora session.
 
+use std::sync::Arc;
+
 use http::header::{ACCEPT, CONTENT_LENGTH, COOKIE, HOST, UPGRADE};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use pingora::connectors::http::v1::Connector;
 use pingora::proxy::Session;
 use pingora::Result;
 use smallvec::SmallVec;
@@ -13,7 +16,7 @@ use tracing::{info, warn};
 
 use super::ctx::RequestCtx;
 use super::respond::LocalResponse;
-use super::Gateway;
+use super::state::GatewayState;
 use crate::config::model::{AuthPolicy, OnStoreError, RouteSettings};
 use crate::cookie::{self, SessionCookie};
 use crate::inbound::{absolute_target, request_host, websocket, HostInput, Seen, Upgrade};
@@ -88,8 +91,12 @@ async fn bad_request(
     Ok(true)
 }
 
-pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-    let state = gateway.current();
+pub async fn run(
+    state: Arc<GatewayState>,
+    tunnels: &Connector,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<bool> {
     ctx.state = Some(state.clone());
 
     // 1. Methods that would echo the request, and with it the assertion, back to the client.
@@ -298,7 +305,7 @@ pub async fn run(gateway: &Gateway, session: &mut Session, ctx: &mut RequestCtx)
 
     // 11. An admitted WebSocket handshake: the gateway runs the tunnel itself.
     if let Some(accept) = ctx.websocket_accept.clone() {
-        super::tunnel::run(&gateway.tunnels, session, ctx, &accept).await?;
+        super::tunnel::run(tunnels, session, ctx, &accept).await?;
         return Ok(true);
     }
     Ok(false)

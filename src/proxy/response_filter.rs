@@ -15,7 +15,7 @@ use crate::header_names::PREFIX;
 use crate::inbound::websocket;
 use crate::session::control::{self, ClaimRules, ControlRequest};
 use crate::session::lifecycle::now_ms;
-use crate::sessions::CookieChange;
+use crate::sessions::apply::CookieChange;
 use crate::store::StoreError;
 
 fn store_failure(e: StoreError) -> Box<Error> {

@@ -4,7 +4,7 @@
 //! of one or all sessions), list and revoke. Decisions come from `session::lifecycle` and the
 //! deadlines; persistence from the `store`; the hot reads from the `cache`.
 
-mod apply;
+pub mod apply;
 pub mod backend;
 pub mod state;
 
@@ -22,7 +22,6 @@ use crate::session::record::{Claims, SessionRecord, Validity};
 use crate::session::{PreparedSession, SessionId, StoreKey};
 use crate::store::{CasOutcome, SessionStore, StoreError};
 
-pub use apply::CookieChange;
 pub use backend::{Backend, BackgroundTasks};
 pub use state::{ActiveSession, Carried, SessionState};
 

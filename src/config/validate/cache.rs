@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::{defaults, positive, Problems};
+use super::defaults;
+use super::problems::{positive, Problems};
 use crate::config::file::RawCache;
 use crate::config::model::{CacheConfig, CacheSettings, StoreSettings};
 

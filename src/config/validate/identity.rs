@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use http::HeaderName;
 
+use super::defaults;
+use super::problems::{positive, Problems};
 use super::secrets::{read_secret, Secret};
-use super::{defaults, positive, Problems};
 use crate::config::file::RawIdentity;
 use crate::config::model::{IdentitySettings, SecretBytes};
 

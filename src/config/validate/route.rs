@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::Problems;
+use super::problems::Problems;
 use crate::config::file::RawRoute;
 use crate::config::model::*;
 

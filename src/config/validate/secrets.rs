@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::Problems;
+use super::problems::Problems;
 use crate::config::model::SecretBytes;
 
 /// Where a secret may come from.

@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use super::defaults;
+use super::problems::{parse_addr, Problems};
 use super::secrets::{read_secret, Secret};
-use super::{defaults, parse_addr, Problems};
 use crate::config::file::RawServer;
 use crate::config::model::ServerSettings;
 

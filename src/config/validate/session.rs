@@ -1,6 +1,7 @@
 //! `[session]`: the cookie, the timeouts, the record format and the claims bound.
 
-use super::{defaults, Problems};
+use super::defaults;
+use super::problems::Problems;
 use crate::config::file::RawSession;
 use crate::config::model::{CookieSettings, RecordFormat, SameSite, SessionSettings};
 

@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
+use super::defaults;
+use super::problems::{positive, Problems};
 use super::secrets::{read_secret, Secret};
-use super::{defaults, positive, Problems};
 use crate::config::file::{RawRedisMode, RawStore, RawStoreKind};
 use crate::config::model::*;
 

@@ -2,7 +2,8 @@
 
 use std::collections::HashSet;
 
-use super::{defaults, parse_addr, positive, Problems};
+use super::defaults;
+use super::problems::{parse_addr, positive, Problems};
 use crate::config::file::{RawHealthCheck, RawUpstream};
 use crate::config::model::{Affinity, HealthCheck, UpstreamSettings};
 

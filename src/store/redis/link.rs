@@ -23,6 +23,7 @@ use redis::{
 };
 
 use super::connect::{certificates, client_for, node_info};
+use super::errors::needs_new_master;
 use super::sentinel::{sentinel_client, SentinelLink};
 use crate::config::model::{RedisStoreSettings, RedisTopology};
 
@@ -142,7 +143,10 @@ impl Connector {
                 // Two first calls may race; the loser's lazy manager never connected.
                 Ok(Link::Managed(manager.get_or_init(|| m).clone()))
             }
-            Connector::Sentinel(s) => s.link().await,
+            Connector::Sentinel(s) => s
+                .master()
+                .await
+                .map(|(connection, resolution)| Link::Master(connection, resolution)),
             Connector::Cluster { client, connection } => connection
                 .get_or_try_init(|| client.get_async_connection())
                 .await
@@ -159,13 +163,4 @@ impl Connector {
             }
         }
     }
-}
-
-/// Whether an error means the master connection is gone or no longer the master.
-pub fn needs_new_master(error: &RedisError) -> bool {
-    error.is_io_error()
-        || error.is_connection_dropped()
-        || error.is_connection_refusal()
-        || error.is_unrecoverable_error()
-        || super::is_readonly(error)
 }

@@ -13,6 +13,7 @@
 //! may have to (re)connect.
 
 mod connect;
+mod errors;
 mod link;
 mod sentinel;
 mod topology;
@@ -27,6 +28,7 @@ use super::{ttl_ms, CasOutcome, KeySchema, SessionStore, StoreError};
 use crate::config::model::{RecordFormat, RedisStoreSettings};
 use crate::session::{SessionRecord, StoreKey};
 pub use connect::{client_for, node_info};
+use errors::{is_readonly, map_error};
 pub use link::Link;
 pub use sentinel::switch_master;
 pub use topology::primaries;
@@ -152,27 +154,6 @@ impl RedisStore {
             }))
         })
         .await
-    }
-}
-
-pub(crate) fn is_readonly(e: &RedisError) -> bool {
-    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
-}
-
-fn map_error(e: RedisError) -> StoreError {
-    if e.is_timeout() {
-        StoreError::Timeout(Duration::ZERO)
-    } else if e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || is_readonly(&e)
-        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown)
-        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
-        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
-    {
-        StoreError::Unavailable(e.to_string())
-    } else {
-        StoreError::Command(e.to_string())
     }
 }
 

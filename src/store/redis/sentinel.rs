@@ -16,7 +16,6 @@ use redis::{
 };
 
 use super::connect::certificates;
-use super::link::Link;
 use crate::config::model::{RedisStoreSettings, RedisTopology};
 
 /// The master connection of a sentinel-monitored group, re-resolved after it fails or when
@@ -32,9 +31,10 @@ pub struct SentinelLink {
 }
 
 impl SentinelLink {
-    pub(super) async fn link(&self) -> RedisResult<Link> {
+    /// The master connection and which resolution made it, resolving it when needed.
+    pub(super) async fn master(&self) -> RedisResult<(MultiplexedConnection, u64)> {
         if let Some(current) = self.current.load_full() {
-            return Ok(Link::Master(current.0.clone(), current.1));
+            return Ok((current.0.clone(), current.1));
         }
         // One resolution at a time; callers queued behind it take its result.
         let mut sentinel = match tokio::time::timeout(self.deadline, self.sentinel.lock()).await {
@@ -42,7 +42,7 @@ impl SentinelLink {
             Err(_) => return Err(resolution_timeout()),
         };
         if let Some(current) = self.current.load_full() {
-            return Ok(Link::Master(current.0.clone(), current.1));
+            return Ok((current.0.clone(), current.1));
         }
         let resolve = async {
             let client = sentinel.async_get_client().await?;
@@ -61,7 +61,7 @@ impl SentinelLink {
         self.current
             .store(Some(Arc::new((connection.clone(), resolution))));
         self.watching.call_once(|| self.watch());
-        Ok(Link::Master(connection, resolution))
+        Ok((connection, resolution))
     }
 
     /// Follows the sentinels' `+switch-master` announcements for as long as the store lives:

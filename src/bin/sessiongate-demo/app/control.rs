@@ -9,21 +9,11 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::html::see_other;
-use super::pages::login_page;
+use super::signin::{login_page, safe_next, LoginForm};
 
 const LOGIN: &str = "x-sessiongate-login";
 const UPDATE: &str = "x-sessiongate-update";
 const LOGOUT: &str = "x-sessiongate-logout";
-
-/// The sign-in form's fields; missing fields are empty so a bare POST gets the form back.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(super) struct LoginForm {
-    pub(super) username: String,
-    pub(super) email: String,
-    pub(super) roles: String,
-    pub(super) next: String,
-}
 
 /// `POST /login`: accepts any non-empty username and hands its claims to sessiongate.
 pub(super) async fn login(Form(form): Form<LoginForm>) -> Response {
@@ -76,30 +66,6 @@ pub(super) async fn profile(Form(form): Form<ProfileForm>) -> Response {
     };
     let patch = header_json(&json!({ "display_name": value }));
     see_other("/", Some((UPDATE, &patch)))
-}
-
-/// `next` if it is a path on this site, else `/`.
-///
-/// Rejects anything a browser could read as another origin (`//host`, `/\host`, `scheme:`)
-/// and control characters; spaces and non-ASCII bytes are percent-encoded so the result is a
-/// valid `Location` value.
-pub(super) fn safe_next(next: &str) -> String {
-    let on_site = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.contains('\\')
-        && !next.chars().any(char::is_control);
-    if !on_site {
-        return "/".into();
-    }
-    let mut path = String::with_capacity(next.len());
-    for byte in next.bytes() {
-        if byte.is_ascii_graphic() {
-            path.push(char::from(byte));
-        } else {
-            path.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    path
 }
 
 /// Compact JSON that is printable ASCII, as a header value must be: any other character

@@ -15,6 +15,7 @@ mod assertion;
 mod control;
 mod html;
 mod pages;
+mod signin;
 #[cfg(test)]
 mod tests;
 

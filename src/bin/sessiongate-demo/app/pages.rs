@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::assertion::{self, Assertion, Verdict};
-use super::control::{safe_next, LoginForm};
 use super::html::{escape, page};
+use super::signin::{login_page, LoginForm};
 use super::DemoSettings;
 
 /// Who sessiongate says the user is, from the convenience headers.
@@ -191,29 +191,6 @@ pub(super) async fn login(Query(query): Query<NextQuery>) -> Response {
         ..LoginForm::default()
     };
     login_page(StatusCode::OK, &form, None)
-}
-
-/// The sign-in form, refilled from `form`, with an optional error line.
-pub(super) fn login_page(status: StatusCode, form: &LoginForm, error: Option<&str>) -> Response {
-    let error = error
-        .map(|e| format!("<p class=\"error\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    let body = format!(
-        "<p class=\"note\">This is a demo: any non-empty username is accepted, there is no \
-         password.</p>{error}<form method=\"post\" action=\"/login\">\
-         <input type=\"hidden\" name=\"next\" value=\"{next}\">\
-         <label>Username <input type=\"text\" name=\"username\" maxlength=\"100\" \
-         value=\"{username}\" autofocus></label>\
-         <label>Email (optional) <input type=\"email\" name=\"email\" maxlength=\"200\" \
-         value=\"{email}\"></label>\
-         <label>Roles (comma-separated) <input type=\"text\" name=\"roles\" maxlength=\"200\" \
-         value=\"{roles}\"></label><button>Sign in</button></form>",
-        next = escape(&safe_next(&form.next)),
-        username = escape(&form.username),
-        email = escape(&form.email),
-        roles = escape(&form.roles),
-    );
-    page(status, "Sign in", &body)
 }
 
 /// Any other path.

@@ -1,0 +1,36 @@
+//! Default values, from docs/protocol.md (OWASP ASVS L2 and the session-management cheat
+//! sheet).
+
+use std::time::Duration;
+pub const LISTEN: &str = "0.0.0.0:8080";
+pub const ADMIN_LISTEN: &str = "127.0.0.1:9091";
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub const UPGRADE_SOCK: &str = "/tmp/sessiongate-upgrade.sock";
+pub const COOKIE_NAME: &str = "__Host-sid";
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+pub const KEY_PREFIX: &str = "sg:";
+pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(50);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+pub const MAX_SESSIONS: usize = 1_000_000;
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+pub const RENEWAL_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+pub const RENEWAL_BATCH_SIZE: usize = 256;
+pub const CACHE_ENTRIES: usize = 100_000;
+pub const CACHE_BYTES: usize = 64 << 20;
+pub const CACHE_MAX_STALENESS: Duration = Duration::from_secs(5);
+pub const NEGATIVE_ENTRIES: usize = 10_000;
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(2);
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+pub const BREAKER_FAILURES: u32 = 5;
+pub const BREAKER_OPEN: Duration = Duration::from_secs(1);
+pub const STALE_WINDOW: Duration = Duration::from_secs(300);
+pub const ISSUER: &str = "sessiongate";
+pub const ASSERTION_HEADER: &str = "X-Sessiongate-Assertion";
+pub const ASSERTION_TTL: Duration = Duration::from_secs(60);
+pub const KEY_ID: &str = "k1";
+/// HMAC keys shorter than this are refused.
+pub const MIN_KEY_BYTES: usize = 32;
+/// The most bytes a session's claims take as JSON: they travel on every request.
+pub const MAX_CLAIMS_BYTES: usize = 4096;
