@@ -209,6 +209,8 @@ impl Proxy {
         let log = dir.path().join("sessiongate.log");
         let mut child = Self::spawn(&dir, &log, args);
         wait_for_port(port, &mut child, "sessiongate", Some(&log));
+        // The admin listener is a service of its own and may come up a moment later.
+        wait_for_port(admin_port, &mut child, "sessiongate (admin)", Some(&log));
         Proxy {
             port,
             admin_port,
