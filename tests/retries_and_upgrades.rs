@@ -732,7 +732,7 @@ async fn a_valid_handshake_opens_a_tunnel_with_the_sessions_identity() {
                     .any(|h| request_line(h).starts_with(&format!("GET {path} ")))
             };
             // Give the app's side the time to see the close, if one comes.
-            eventually(DEADLINE, || {
+            within(DEADLINE, || {
                 backend.conns().iter().any(|c| on_path(c) && c.closed)
             })
             .await;

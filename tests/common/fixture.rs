@@ -12,7 +12,7 @@ use sessiongate::session::{SessionId, SessionRecord};
 
 use super::config::{COOKIE, KEY};
 use super::{
-    client, headers, set_cookie_value, Echo, EchoUpstream, Proxy, RedisServer, TestConfig,
+    client, headers, set_cookie_value, verify, Echo, EchoUpstream, Proxy, RedisServer, TestConfig,
 };
 
 /// Which store the proxy runs on.
@@ -61,15 +61,6 @@ impl Reply {
     }
 }
 
-/// Verifies an assertion as an upstream would (audience "app", issuer "sessiongate").
-pub fn verify(token: &str) -> Value {
-    let mut v = Validation::new(Algorithm::HS256);
-    v.set_audience(&["app"]);
-    v.set_issuer(&["sessiongate"]);
-    decode::<Value>(token, &DecodingKey::from_secret(KEY.as_bytes()), &v)
-        .expect("the assertion verifies with the shared key")
-        .claims
-}
 
 impl Fixture {
     /// Starts the upstream, the store and the proxy with the standard routes, after `adjust`.
