@@ -19,7 +19,7 @@ pub use echo::{Echo, EchoUpstream};
 pub use fixture::{Fixture, Store};
 pub use harness::{Harness, RawReply, Reply, Route, Running};
 pub use poll::{eventually, eventually_async, eventually_blocking, within};
-pub use proc::{command_calls_on, free_port, Proxy, RedisServer};
+pub use proc::{command_calls_on, free_port, unix_socket_listening, Proxy, RedisServer};
 
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};

@@ -54,6 +54,23 @@ pub fn command_calls_on(conn: &mut redis::Connection, command: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether a Unix socket at `path` is listening (accepts connections), from
+/// `/proc/net/unix`: without connecting to it, which would hand the listener a connection.
+pub fn unix_socket_listening(path: &std::path::Path) -> bool {
+    // Columns: Num RefCount Protocol Flags Type St Inode Path; flag 0x10000 is __SO_ACCEPTCON.
+    let path = path.display().to_string();
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.len() >= 8
+                && fields[7] == path
+                && u32::from_str_radix(fields[3], 16).is_ok_and(|f| f & 0x10000 != 0)
+        })
+}
+
 pub fn signal(child: &Child, signal: &str) {
     let status = Command::new("kill")
         .args([signal, &child.id().to_string()])
