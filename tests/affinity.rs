@@ -39,7 +39,10 @@ impl Farm {
     }
 
     async fn login(&self, sub: &str) -> String {
-        let reply = self.h.login_with(&format!(r#"{{"sub":"{sub}"}}"#), None).await;
+        let reply = self
+            .h
+            .login_with(&format!(r#"{{"sub":"{sub}"}}"#), None)
+            .await;
         set_cookie_value(&reply.headers, COOKIE).expect("a session cookie")
     }
 
@@ -55,14 +58,18 @@ impl Farm {
     /// Polls until every one of 10 requests lands on a single backend that `want`s.
     async fn settle(&self, cookie: &str, want: impl Fn(&str) -> bool) -> String {
         let want = &want;
-        eventually_async(Duration::from_secs(10), "requests did not settle", || async move {
-            let mut seen = HashSet::new();
-            for _ in 0..10 {
-                seen.insert(self.landed("/", Some(cookie)).await);
-            }
-            let only = (seen.len() == 1).then(|| seen.into_iter().next().unwrap());
-            only.filter(|b| want(b))
-        })
+        eventually_async(
+            Duration::from_secs(10),
+            "requests did not settle",
+            || async move {
+                let mut seen = HashSet::new();
+                for _ in 0..10 {
+                    seen.insert(self.landed("/", Some(cookie)).await);
+                }
+                let only = (seen.len() == 1).then(|| seen.into_iter().next().unwrap());
+                only.filter(|b| want(b))
+            },
+        )
         .await
     }
 }

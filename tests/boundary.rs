@@ -23,14 +23,14 @@ fn host_harness() -> Harness {
 async fn an_absolute_form_target_names_the_host_and_host_must_agree() {
     let fx = host_harness().start().await;
     // The pen-test's request: HTTP/1.1 without Host is refused (RFC 9112 §3.2).
-    let reply = fx.raw("GET http://admin.example.com/public/x HTTP/1.1\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let reply = fx
+        .raw("GET http://admin.example.com/public/x HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .await;
     assert_eq!(reply.status, 400);
     // HTTP/1.0 may omit Host: the target's authority names the host, so admin's policy applies.
-    let reply = fx.raw("GET http://admin.example.com/public/x HTTP/1.0\r\nAccept: application/json\r\n\r\n",
-    )
-    .await;
+    let reply = fx
+        .raw("GET http://admin.example.com/public/x HTTP/1.0\r\nAccept: application/json\r\n\r\n")
+        .await;
     assert_eq!(reply.status, 401, "{}", reply.body);
     // Host beside an absolute target must agree with it.
     let reply = fx.raw("GET http://admin.example.com/public/x HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n",
@@ -47,9 +47,9 @@ async fn an_absolute_form_target_names_the_host_and_host_must_agree() {
     .await;
     assert_eq!(reply.status, 400);
     // Another host's public route: the app gets the origin-form path and the host routed on.
-    let reply = fx.raw("GET http://www.example.com/public/x?y=1 HTTP/1.0\r\n\r\n",
-    )
-    .await;
+    let reply = fx
+        .raw("GET http://www.example.com/public/x?y=1 HTTP/1.0\r\n\r\n")
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let echo = reply.echo();
     assert_eq!(echo.path, "/public/x?y=1");
@@ -362,13 +362,10 @@ async fn echoing_methods_are_refused_unless_allowed() {
     }
     assert_eq!(fx.upstream().hits(), 1, "only the login reached the app");
 
-    let allowed = Harness::new()
-        .server(|s| s.allow_trace(true))
-        .start()
+    let allowed = Harness::new().server(|s| s.allow_trace(true)).start().await;
+    let reply = allowed
+        .raw("TRACE /public/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await;
-    let reply = allowed.raw("TRACE /public/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.echo().method, "TRACE");
 }

@@ -216,9 +216,11 @@ async fn losing_the_invalidation_connection_flushes_and_disables_the_cache() {
         .unwrap();
 
     // Every request now reads Redis: the cache was flushed and caches nothing.
-    eventually(SETTLE, "the instance notices its invalidation connection is gone", || {
-        fx.proxy.log_lines_with(BLIND).len() > blind_before
-    })
+    eventually(
+        SETTLE,
+        "the instance notices its invalidation connection is gone",
+        || fx.proxy.log_lines_with(BLIND).len() > blind_before,
+    )
     .await;
     let gets = command_calls_on(&mut admin, "get");
     for _ in 0..5 {
@@ -246,10 +248,14 @@ async fn losing_the_invalidation_connection_flushes_and_disables_the_cache() {
         .exec(&mut admin)
         .unwrap();
     // Back once the connection is there and the instance has enabled its cache again.
-    eventually(SETTLE, "the invalidation connection did not come back", || {
-        !invalidation_clients(&mut admin).is_empty()
-            && fx.proxy.log_lines_with(FOLLOWS).len() > follows_before
-    })
+    eventually(
+        SETTLE,
+        "the invalidation connection did not come back",
+        || {
+            !invalidation_clients(&mut admin).is_empty()
+                && fx.proxy.log_lines_with(FOLLOWS).len() > follows_before
+        },
+    )
     .await;
     fx.request("/", Some(&cookie), &[]).await;
     let gets = command_calls_on(&mut admin, "get");
@@ -372,11 +378,7 @@ async fn sigterm_flushes_pending_renewals() {
        // Not a wait for a state: the renewal must not be written meanwhile (the timer's
        // interval is 1 h); that it is not, over this while, is what is checked.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        fx.stored(&cookie).unwrap().v,
-        created.v,
-        "not yet written"
-    );
+    assert_eq!(fx.stored(&cookie).unwrap().v, created.v, "not yet written");
 
     let status = tokio::task::block_in_place(|| fx.proxy.terminate());
     assert!(status.success() || status.code().is_some(), "{status:?}");

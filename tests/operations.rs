@@ -555,9 +555,11 @@ async fn a_binary_upgrade_hands_over_the_sockets_without_dropping_requests() {
         .await;
         old.signal("-QUIT");
         // The old process has handed over once it has exited.
-        eventually(Duration::from_secs(20), "the old process never exited", || {
-            old.exited()
-        })
+        eventually(
+            Duration::from_secs(20),
+            "the old process never exited",
+            || old.exited(),
+        )
         .await;
         // From here only the new process answers: let it answer a stretch of the stream.
         let handed_over = upstream.hits();
@@ -595,5 +597,8 @@ async fn sigterm_lets_requests_in_flight_finish() {
     };
     let (reply, ()) = tokio::join!(slow, terminate);
     assert_eq!(reply.status, 200, "the request in flight was cut off");
-    eventually(DEADLINE, "no exit after the grace period", || fx.proxy.exited()).await;
+    eventually(DEADLINE, "no exit after the grace period", || {
+        fx.proxy.exited()
+    })
+    .await;
 }

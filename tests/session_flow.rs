@@ -134,7 +134,12 @@ async fn lifecycle_with_redis_msgpack() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_with_redis_json() {
-    full_lifecycle(Harness::new().redis().session(|s| s.format(RecordFormat::Json))).await;
+    full_lifecycle(
+        Harness::new()
+            .redis()
+            .session(|s| s.format(RecordFormat::Json)),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,10 +211,14 @@ async fn renewal_moves_the_idle_deadline_but_never_past_the_absolute_one() {
         StatusCode::OK
     );
     // Renewals are written behind, in batches: poll the store until this one lands.
-    let renewed = eventually(Duration::from_secs(1), "the renewal lands in the store", || {
-        fx.stored(&cookie)
-            .filter(|r| r.idle_deadline != created.idle_deadline)
-    })
+    let renewed = eventually(
+        Duration::from_secs(1),
+        "the renewal lands in the store",
+        || {
+            fx.stored(&cookie)
+                .filter(|r| r.idle_deadline != created.idle_deadline)
+        },
+    )
     .await;
     assert!(
         renewed.idle_deadline > created.idle_deadline,
@@ -287,10 +296,7 @@ async fn browsers_are_redirected_to_login_and_api_clients_get_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_cookies_live_until_the_absolute_deadline() {
-    let fx = Harness::new()
-        .session(|s| s.persistent(true))
-        .start()
-        .await;
+    let fx = Harness::new().session(|s| s.persistent(true)).start().await;
     let resp = fx.login_with(r#"{"sub":"a"}"#, None).await;
     let set_cookie = set_cookies(&resp.headers).join("\n");
     assert!(

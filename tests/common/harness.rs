@@ -32,8 +32,7 @@ use sessiongate::session::{SessionId, SessionRecord};
 use super::config::{COOKIE, KEY};
 use super::poll::eventually_async;
 use super::{
-    client, headers, raw_request, set_cookie_value, verify, Echo, EchoUpstream, Proxy,
-    RedisServer,
+    client, headers, raw_request, set_cookie_value, verify, Echo, EchoUpstream, Proxy, RedisServer,
 };
 
 /// How long `wait_for_status` waits for a state that settles asynchronously.
@@ -837,7 +836,10 @@ impl Request<'_> {
     /// Sends it as raw HTTP/1.1 bytes, target and header names exactly as given (`Host:
     /// 127.0.0.1` and `Connection: close` added), for what an HTTP client would normalise.
     pub async fn send_raw(self) -> RawReply {
-        let mut text = format!("{} {} HTTP/1.1\r\nHost: 127.0.0.1\r\n", self.method, self.path);
+        let mut text = format!(
+            "{} {} HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+            self.method, self.path
+        );
         for (name, value) in &self.headers {
             text.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -858,7 +860,9 @@ impl Request<'_> {
 impl Running {
     /// The first echo upstream.
     pub fn upstream(&self) -> &EchoUpstream {
-        self.backends.first().expect("this harness runs an echo upstream")
+        self.backends
+            .first()
+            .expect("this harness runs an echo upstream")
     }
 
     pub fn upstream_mut(&mut self) -> &mut EchoUpstream {
@@ -868,11 +872,15 @@ impl Running {
     }
 
     pub fn redis(&self) -> &RedisServer {
-        self.redis.as_ref().expect("this harness runs its own Redis")
+        self.redis
+            .as_ref()
+            .expect("this harness runs its own Redis")
     }
 
     pub fn redis_mut(&mut self) -> &mut RedisServer {
-        self.redis.as_mut().expect("this harness runs its own Redis")
+        self.redis
+            .as_mut()
+            .expect("this harness runs its own Redis")
     }
 
     /// The configuration the proxy was started with (placeholders not yet filled in).

@@ -7,16 +7,14 @@
 
 pub mod config;
 pub mod echo;
-pub mod fixture;
 pub mod harness;
 pub mod legacy;
 pub mod poll;
 pub mod proc;
 pub mod topology;
 
-pub use config::{TestConfig, COOKIE};
+pub use config::COOKIE;
 pub use echo::{Echo, EchoUpstream};
-pub use fixture::{Fixture, Store};
 pub use harness::{Harness, RawReply, Reply, Route, Running};
 pub use poll::{eventually, eventually_async, eventually_blocking, within};
 pub use proc::{command_calls_on, free_port, unix_socket_listening, Proxy, RedisServer};

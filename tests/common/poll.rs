@@ -75,7 +75,10 @@ pub async fn eventually_async<O: Outcome, F: Future<Output = O>>(
 
 /// Like [`eventually`], but returns `None` instead of failing when the deadline passes: for
 /// a failure's diagnostics, which give a state that may never come a moment to show up.
-pub async fn within<O: Outcome>(deadline: Duration, mut check: impl FnMut() -> O) -> Option<O::Found> {
+pub async fn within<O: Outcome>(
+    deadline: Duration,
+    mut check: impl FnMut() -> O,
+) -> Option<O::Found> {
     let start = Instant::now();
     loop {
         if let Some(found) = check().found() {

@@ -227,7 +227,12 @@ impl Proxy {
         // public one, and a test that asks /readyz first must not find it refused.
         wait_for_port(port, &mut child, "sessiongate", Some(&log));
         if text.contains(&format!("127.0.0.1:{admin_port}")) {
-            wait_for_port(admin_port, &mut child, "sessiongate's admin listener", Some(&log));
+            wait_for_port(
+                admin_port,
+                &mut child,
+                "sessiongate's admin listener",
+                Some(&log),
+            );
         }
         Proxy {
             port,
