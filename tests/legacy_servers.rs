@@ -205,7 +205,7 @@ fn assert_identity(report: &LegacyReport, alice: bool, what: &str) {
 async fn no_spelling_of_a_protected_name_reaches(server: LegacyServer) {
     let h = proxy_in_front(&server).await;
     let proxy = &h.proxy;
-    let cookie = login(&proxy).await;
+    let cookie = login(proxy).await;
     for &sep in TCHAR_SEPARATORS {
         let sep = sep as char;
         let names = [
@@ -231,13 +231,13 @@ async fn no_spelling_of_a_protected_name_reaches(server: LegacyServer) {
                 "separator {sep:?} on {path}, session: {}",
                 session.is_some()
             );
-            let (status, text) = through(&proxy, path, &headers, session).await;
+            let (status, text) = through(proxy, path, &headers, session).await;
             assert_eq!(status, 200, "{what}: {text}");
             let report = LegacyReport::from_response(&text).expect("the app's report");
             assert_identity(&report, session.is_some(), &what);
         }
         // Without a session a required route never reaches the app.
-        let (status, _) = through(&proxy, "/legacy/admin/x", &headers, None).await;
+        let (status, _) = through(proxy, "/legacy/admin/x", &headers, None).await;
         assert_eq!(status, 401, "separator {sep:?}");
     }
 }
@@ -293,11 +293,11 @@ const PATH_FORMS: &[&str] = &[
 async fn no_path_form_crosses_a_route(server: LegacyServer) {
     let h = proxy_in_front(&server).await;
     let proxy = &h.proxy;
-    let cookie = login(&proxy).await;
+    let cookie = login(proxy).await;
     let accept = [("Accept", "application/json")];
     for path in PATH_FORMS {
         for session in [None, Some(cookie.as_str())] {
-            let (status, text) = through(&proxy, path, &accept, session).await;
+            let (status, text) = through(proxy, path, &accept, session).await;
             let Ok(report) = LegacyReport::from_response(&text) else {
                 // The proxy answered itself: refused (400), or no session for a required route.
                 assert!(
@@ -324,9 +324,9 @@ async fn no_path_form_crosses_a_route(server: LegacyServer) {
         }
     }
     // The everyday servlet forms still work: a jsessionid on the last segment.
-    let (status, text) = through(&proxy, "/legacy/page;jsessionid=ABC", &accept, None).await;
+    let (status, text) = through(proxy, "/legacy/page;jsessionid=ABC", &accept, None).await;
     assert_eq!(status, 200, "{text}");
-    let (status, _) = through(&proxy, "/legacy/admin/page;jsessionid=ABC", &accept, None).await;
+    let (status, _) = through(proxy, "/legacy/admin/page;jsessionid=ABC", &accept, None).await;
     assert_eq!(status, 401);
 }
 

@@ -329,7 +329,7 @@ async fn idempotent_requests_are_retried_on_a_fresh_connection_with_the_same_rew
     let backend = FlakyBackend::start().await;
     let h = proxy_for(backend.addr, &[]).await;
     let proxy = &h.proxy;
-    let sid = login(&proxy, "alice").await;
+    let sid = login(proxy, "alice").await;
     let http = client();
 
     // Sequential GETs until the backend has dropped a few of them (each backend connection
@@ -410,7 +410,7 @@ async fn a_post_on_a_dropped_reused_connection_is_not_retried() {
     let backend = FlakyBackend::start().await;
     let h = proxy_for(backend.addr, &[]).await;
     let proxy = &h.proxy;
-    let sid = login(&proxy, "alice").await;
+    let sid = login(proxy, "alice").await;
     let http = client();
 
     // The login left its connection in the pool. A POST that finds one pooled is dropped; one
@@ -666,9 +666,9 @@ async fn a_valid_handshake_opens_a_tunnel_with_the_sessions_identity() {
     let backend = WsBackend::start(WsApp::Rfc).await;
     let h = proxy_for(backend.addr, &[]).await;
     let proxy = &h.proxy;
-    let sid = login(&proxy, "alice").await;
+    let sid = login(proxy, "alice").await;
 
-    let mut ws = open_tunnel(&proxy, "/ws", &sid).await;
+    let mut ws = open_tunnel(proxy, "/ws", &sid).await;
     // A masked text frame "Hello" (RFC 6455 §5.7), then more: the proxy passes bytes as they
     // are, both ways.
     let frame = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58 and-then-some";
@@ -716,7 +716,7 @@ async fn a_valid_handshake_opens_a_tunnel_with_the_sessions_identity() {
             .expect("the proxy answers");
         assert_eq!(page.status(), 200);
         let path = format!("/ws{i}");
-        let mut ws = open_tunnel(&proxy, &path, &sid).await;
+        let mut ws = open_tunnel(proxy, &path, &sid).await;
         let frame = format!("frame {i}");
         let _ = ws.send(frame.as_bytes()).await;
         if !ws.read_until(frame.as_bytes()).await {
@@ -755,7 +755,7 @@ async fn broken_handshakes_are_refused_and_nothing_behind_them_reaches_the_app()
     let backend = WsBackend::start(WsApp::Careless).await;
     let h = proxy_for(backend.addr, &[]).await;
     let proxy = &h.proxy;
-    let sid = login(&proxy, "mallory").await;
+    let sid = login(proxy, "mallory").await;
     let seen_at_login = backend.heads().len();
 
     let broken = [
@@ -832,7 +832,7 @@ async fn a_101_with_the_wrong_accept_opens_no_tunnel() {
     let backend = WsBackend::start(WsApp::WrongAccept).await;
     let h = proxy_for(backend.addr, &[]).await;
     let proxy = &h.proxy;
-    let sid = login(&proxy, "alice").await;
+    let sid = login(proxy, "alice").await;
 
     let mut ws = RawClient::connect(proxy.port).await;
     let request = handshake("/ws", Some(&sid), &format!("{UPGRADE}{GOOD_KEY}{VERSION}"));
@@ -870,7 +870,7 @@ async fn other_upgrades_reach_the_app_as_plain_requests() {
     let backend = WsBackend::start(WsApp::Careless).await;
     let h = proxy_for(backend.addr, &[]).await;
     let proxy = &h.proxy;
-    let sid = login(&proxy, "alice").await;
+    let sid = login(proxy, "alice").await;
 
     let mut c = RawClient::connect(proxy.port).await;
     let request = handshake(
