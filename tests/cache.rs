@@ -157,8 +157,14 @@ async fn a_thousand_concurrent_requests_for_an_uncached_session_read_the_store_o
             })
         })
         .collect();
+    // Every answer first, then the checks: a failure then finds the second instance's tasks
+    // done, so its log is printed with the failure.
+    let mut statuses = Vec::new();
     for t in tasks {
-        assert_eq!(t.await.unwrap(), StatusCode::OK);
+        statuses.push(t.await.unwrap());
+    }
+    for status in statuses {
+        assert_eq!(status, StatusCode::OK);
     }
     assert_eq!(
         fx.redis().command_calls("get") - before,

@@ -333,7 +333,9 @@ async fn idempotent_requests_are_retried_on_a_fresh_connection_with_the_same_rew
     let http = client();
 
     // Sequential GETs until the backend has dropped a few of them (each backend connection
-    // serves one request, so a pooled one is always dropped when the proxy reuses it).
+    // serves one request, so a pooled one is always dropped when the proxy reuses it). Not the
+    // poller: the requests go back to back (a pause would let the pool drop the connection
+    // before it is reused), each is checked, and the loop is bounded by count and deadline.
     let deadline = Instant::now() + DEADLINE;
     let mut sent = 0;
     while sent < 6 || backend.attempts().iter().filter(|a| !a.answered).count() < 3 {
@@ -415,7 +417,8 @@ async fn a_post_on_a_dropped_reused_connection_is_not_retried() {
 
     // The login left its connection in the pool. A POST that finds one pooled is dropped; one
     // that opens a new connection (the pool was not refilled yet) is answered and leaves its
-    // connection pooled for the next POST.
+    // connection pooled for the next POST. Back to back, bounded by count and deadline, as
+    // above.
     let deadline = Instant::now() + DEADLINE;
     let mut k = 0;
     let status = loop {
