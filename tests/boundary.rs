@@ -7,109 +7,59 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::config::COOKIE;
 use common::*;
 use reqwest::StatusCode;
 
-/// A raw response: its status and body.
-struct RawReply {
-    status: u16,
-    body: String,
-}
-
-impl RawReply {
-    fn parse(text: &str) -> RawReply {
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
-        let status = head
-            .lines()
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        RawReply {
-            status,
-            body: body.to_string(),
-        }
-    }
-
-    /// What the echo upstream reported, when the request reached it.
-    fn echo(&self) -> Echo {
-        let json = self
-            .body
-            .find('{')
-            .map(|start| &self.body[start..self.body.rfind('}').unwrap_or(0) + 1])
-            .unwrap_or_default();
-        serde_json::from_str(json).unwrap_or_else(|e| panic!("no echo ({e}): {}", self.body))
-    }
-}
-
-async fn raw(port: u16, request: &str) -> RawReply {
-    let (_, text) = raw_request(port, request).await;
-    RawReply::parse(&text)
-}
-
 /// Routes for host tests: `admin.example.com` requires a session everywhere, any other host
 /// has the standard routes.
-fn host_fixture_config(c: TestConfig) -> TestConfig {
-    c.route("host = \"admin.example.com\"\npath_prefix = \"/\"\nauth = \"required\"")
+fn host_harness() -> Harness {
+    Harness::new().route(Route::required("/").host("admin.example.com"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_absolute_form_target_names_the_host_and_host_must_agree() {
-    let fx = Fixture::start(Store::Memory, host_fixture_config).await;
-    let port = fx.proxy.port;
+    let fx = host_harness().start().await;
     // The pen-test's request: HTTP/1.1 without Host is refused (RFC 9112 §3.2).
-    let reply = raw(
-        port,
-        "GET http://admin.example.com/public/x HTTP/1.1\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let reply = fx
+        .raw("GET http://admin.example.com/public/x HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .await;
     assert_eq!(reply.status, 400);
     // HTTP/1.0 may omit Host: the target's authority names the host, so admin's policy applies.
-    let reply = raw(
-        port,
-        "GET http://admin.example.com/public/x HTTP/1.0\r\nAccept: application/json\r\n\r\n",
-    )
-    .await;
+    let reply = fx
+        .raw("GET http://admin.example.com/public/x HTTP/1.0\r\nAccept: application/json\r\n\r\n")
+        .await;
     assert_eq!(reply.status, 401, "{}", reply.body);
     // Host beside an absolute target must agree with it.
-    let reply = raw(
-        port,
-        "GET http://admin.example.com/public/x HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n",
+    let reply = fx.raw("GET http://admin.example.com/public/x HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(reply.status, 400);
-    let reply = raw(
-        port,
-        "GET http://admin.example.com/public/x HTTP/1.1\r\nHost: admin.example.com\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+    let reply = fx.raw("GET http://admin.example.com/public/x HTTP/1.1\r\nHost: admin.example.com\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(reply.status, 401);
     // Pingora's own check of the two is byte for byte.
-    let reply = raw(
-        port,
-        "GET http://admin.example.com/public/x HTTP/1.1\r\nHost: Admin.Example.com\r\nConnection: close\r\n\r\n",
+    let reply = fx.raw("GET http://admin.example.com/public/x HTTP/1.1\r\nHost: Admin.Example.com\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(reply.status, 400);
     // Another host's public route: the app gets the origin-form path and the host routed on.
-    let reply = raw(
-        port,
-        "GET http://www.example.com/public/x?y=1 HTTP/1.0\r\n\r\n",
-    )
-    .await;
+    let reply = fx
+        .raw("GET http://www.example.com/public/x?y=1 HTTP/1.0\r\n\r\n")
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let echo = reply.echo();
     assert_eq!(echo.path, "/public/x?y=1");
     assert_eq!(echo.all("host"), ["www.example.com"]);
-    assert_eq!(fx.upstream.hits(), 1);
+    assert_eq!(fx.upstream().hits(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_repeated_and_malformed_hosts_are_refused() {
-    let fx = Fixture::start(Store::Memory, host_fixture_config).await;
+    let fx = host_harness().start().await;
     for head in [
         "GET /public/x HTTP/1.1\r\n",
         "GET /public/x HTTP/1.1\r\nHost: www.example.com:admin.example.com\r\n",
@@ -118,12 +68,12 @@ async fn missing_repeated_and_malformed_hosts_are_refused() {
         "GET /public/x HTTP/1.1\r\nHost: admin.example.com,www.example.com\r\n",
         "GET /public/x HTTP/1.1\r\nHost: user@admin.example.com\r\n",
     ] {
-        let reply = raw(fx.proxy.port, &format!("{head}Connection: close\r\n\r\n")).await;
+        let reply = fx.raw(&format!("{head}Connection: close\r\n\r\n")).await;
         assert_eq!(reply.status, 400, "{head:?}");
     }
-    assert_eq!(fx.upstream.hits(), 0, "a refused request reached the app");
+    assert_eq!(fx.upstream().hits(), 0, "a refused request reached the app");
     // HTTP/1.0 without any host only matches `*` routes.
-    let reply = raw(fx.proxy.port, "GET /public/x HTTP/1.0\r\n\r\n").await;
+    let reply = fx.raw("GET /public/x HTTP/1.0\r\n\r\n").await;
     assert_eq!(reply.status, 200);
 }
 
@@ -137,7 +87,7 @@ fn session_set_cookies(headers: &reqwest::header::HeaderMap) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_login_routes_log_users_in_and_apps_cannot_plant_the_session_cookie() {
-    let fx = Fixture::start(Store::Memory, |c| c).await;
+    let fx = Harness::new().start().await;
     let cookie = fx.login("alice").await;
     let login = r#"{"sub":"mallory","roles":["admin"]}"#;
     // A reflection bug anywhere but on the login route: nobody is logged in.
@@ -258,32 +208,27 @@ const FORWARDING_SPOOFS: &[(&str, &str)] = &[
 ];
 
 async fn access_client(proxy: &Proxy, request_id: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(line) = proxy
+    let line = eventually(Duration::from_secs(5), "no access line", || {
+        proxy
             .log_lines_with(request_id)
             .into_iter()
             .find(|l| l.contains("sessiongate::access"))
-        {
-            let start = line.find("client=\"").expect("a client field") + 8;
-            return line[start..]
-                .split('"')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-        }
-        assert!(Instant::now() < deadline, "no access line");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    let start = line.find("client=\"").expect("a client field") + 8;
+    line[start..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_headers_from_an_untrusted_peer_are_replaced() {
-    let fx = Fixture::start(Store::Memory, |mut c| {
-        c.server_extra = "trusted_proxies = [\"10.0.0.0/8\"]\nforwarded_header = true".into();
-        c
-    })
-    .await;
+    let fx = Harness::new()
+        .server(|s| s.trusted_proxies(&["10.0.0.0/8"]).forwarded_header(true))
+        .start()
+        .await;
     let cookie = fx.login("alice").await;
     let host = format!("127.0.0.1:{}", fx.proxy.port);
     for (path, session) in [("/public/x", None), ("/page", Some(cookie.as_str()))] {
@@ -311,11 +256,10 @@ async fn forwarding_headers_from_an_untrusted_peer_are_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_proxy_chain_is_kept_and_extended() {
-    let fx = Fixture::start(Store::Memory, |mut c| {
-        c.server_extra = "trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]".into();
-        c
-    })
-    .await;
+    let fx = Harness::new()
+        .server(|s| s.trusted_proxies(&["127.0.0.1", "10.0.0.0/8"]))
+        .start()
+        .await;
     let reply = fx
         .request(
             "/public/x",
@@ -353,7 +297,7 @@ async fn a_trusted_proxy_chain_is_kept_and_extended() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_and_ambiguous_claims_are_refused() {
-    let fx = Fixture::start(Store::Memory, |c| c).await;
+    let fx = Harness::new().start().await;
     let big = format!(r#"{{"sub":"bob","blob":"{}"}}"#, "x".repeat(5000));
     for login in [
         big.as_str(),
@@ -405,12 +349,10 @@ async fn oversized_and_ambiguous_claims_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoing_methods_are_refused_unless_allowed() {
-    let fx = Fixture::start(Store::Memory, |c| c).await;
+    let fx = Harness::new().start().await;
     let cookie = fx.login("alice").await;
     for method in ["TRACE", "TRACK"] {
-        let reply = raw(
-            fx.proxy.port,
-            &format!(
+        let reply = fx.raw(&format!(
                 "{method} /page HTTP/1.1\r\nHost: x\r\nCookie: {COOKIE}={cookie}\r\nConnection: close\r\n\r\n"
             ),
         )
@@ -418,41 +360,32 @@ async fn echoing_methods_are_refused_unless_allowed() {
         assert_eq!(reply.status, 405, "{method}");
         assert!(!reply.body.contains("x-sessiongate-assertion"));
     }
-    assert_eq!(fx.upstream.hits(), 1, "only the login reached the app");
+    assert_eq!(fx.upstream().hits(), 1, "only the login reached the app");
 
-    let allowed = Fixture::start(Store::Memory, |mut c| {
-        c.server_extra = "allow_trace = true".into();
-        c
-    })
-    .await;
-    let reply = raw(
-        allowed.proxy.port,
-        "TRACE /public/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let allowed = Harness::new().server(|s| s.allow_trace(true)).start().await;
+    let reply = allowed
+        .raw("TRACE /public/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.echo().method, "TRACE");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pingora_error_lines_never_carry_the_query() {
-    let mut fx = Fixture::start(Store::Memory, |mut c| {
-        c.upstream_extra = "health_check = \"none\"".into();
-        c
-    })
-    .await;
-    fx.upstream.stop().await;
+    let mut fx = Harness::new()
+        .upstream(|u| u.health_check("none"))
+        .start()
+        .await;
+    fx.upstream_mut().stop().await;
     let secret = "reset-token-5f2b9c";
     let reply = fx
         .request(&format!("/public/reset?token={secret}"), None, &[])
         .await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while fx.proxy.log_lines_with("Fail to proxy").is_empty() {
-        assert!(Instant::now() < deadline, "no error line from Pingora");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let lines = fx.proxy.log_lines_with("Fail to proxy");
+    let lines = eventually(Duration::from_secs(5), "no error line from Pingora", || {
+        Some(fx.proxy.log_lines_with("Fail to proxy")).filter(|l| !l.is_empty())
+    })
+    .await;
     assert!(
         lines.iter().any(|l| l.contains("GET /public/reset")),
         "{lines:?}"
@@ -462,10 +395,8 @@ async fn pingora_error_lines_never_carry_the_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agreeing_content_lengths_are_sent_as_one_and_disagreeing_ones_refused() {
-    let fx = Fixture::start(Store::Memory, |c| c).await;
-    let reply = raw(
-        fx.proxy.port,
-        "POST /public/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    let fx = Harness::new().start().await;
+    let reply = fx.raw("POST /public/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -474,19 +405,17 @@ async fn agreeing_content_lengths_are_sent_as_one_and_disagreeing_ones_refused()
         "Content-Length: 5\r\nContent-Length: 6",
         "Content-Length: 5, 6",
     ] {
-        let reply = raw(
-            fx.proxy.port,
-            &format!("POST /public/x HTTP/1.1\r\nHost: x\r\n{lengths}\r\nConnection: close\r\n\r\nhello!"),
+        let reply = fx.raw(&format!("POST /public/x HTTP/1.1\r\nHost: x\r\n{lengths}\r\nConnection: close\r\n\r\nhello!"),
         )
         .await;
         assert_eq!(reply.status, 400, "{lengths}");
     }
-    assert_eq!(fx.upstream.hits(), 1);
+    assert_eq!(fx.upstream().hits(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aliases_of_the_headers_the_proxy_sets_are_removed() {
-    let fx = Fixture::start(Store::Memory, |c| c).await;
+    let fx = Harness::new().start().await;
     let reply = fx
         .request(
             "/public/x",
@@ -515,7 +444,7 @@ async fn aliases_of_the_headers_the_proxy_sets_are_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folded_spellings_of_identity_headers_never_reach_the_echo_app() {
-    let fx = Fixture::start(Store::Memory, |c| c).await;
+    let fx = Harness::new().start().await;
     let cookie = fx.login("alice").await;
     for sep in "!#$%&'*+-.^_`|~".chars() {
         let names = [
@@ -556,11 +485,11 @@ async fn folded_spellings_of_identity_headers_never_reach_the_echo_app() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case_insensitive_routes_match_as_iis_reads_paths() {
     // A public site with an admin area, in front of an upstream that ignores case (IIS).
-    let fx = Fixture::start(Store::Memory, |mut c| {
-        c.default_route = "auth = \"public\"".into();
-        c.route("path_prefix = \"/admin\"\nauth = \"required\"\ncase_insensitive = true")
-    })
-    .await;
+    let fx = Harness::new()
+        .catch_all(Route::public("/"))
+        .route(Route::required("/admin").case_insensitive(true))
+        .start()
+        .await;
     for path in [
         "/admin/secret",
         "/ADMIN/secret",
@@ -575,5 +504,5 @@ async fn case_insensitive_routes_match_as_iis_reads_paths() {
     }
     let reply = fx.request("/administrator", None, &[]).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(fx.upstream.hits(), 1);
+    assert_eq!(fx.upstream().hits(), 1);
 }

@@ -5,22 +5,22 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::harness::SETTLE;
 
 use common::config::COOKIE;
 use common::*;
 use reqwest::StatusCode;
 use sessiongate::cache::invalidation::CLIENT_NAME;
-use sessiongate::config::model::RecordFormat;
-use sessiongate::session::SessionId;
 
-const MSGPACK: Store = Store::Redis(RecordFormat::MessagePack);
+/// What an instance logs right after it enables its cache (its invalidation connections are
+/// all tracking).
+const FOLLOWS: &str = "session cache follows invalidations from Redis";
 
-/// A second proxy on the same Redis and upstream as `fx`.
-fn second_instance(fx: &Fixture, adjust: impl FnOnce(TestConfig) -> TestConfig) -> Proxy {
-    let config = adjust(TestConfig::redis(fx.upstream.addr, fx.redis().url()).standard_routes());
-    Proxy::start(&config.to_toml())
-}
+/// What an instance logs when its invalidation connection breaks (the cache is flushed and
+/// off from then on).
+const BLIND: &str = "the session cache is off until it is back";
 
 async fn status(http: &reqwest::Client, proxy: &Proxy, cookie: &str) -> StatusCode {
     http.get(proxy.url("/"))
@@ -57,45 +57,60 @@ fn tracking_clients(redis: &mut redis::Connection, tracking: bool) -> Vec<u64> {
         .collect()
 }
 
-/// Waits until `n` instances follow invalidations; returns their connections' ids.
-async fn wait_for_invalidation_clients(redis: &RedisServer, n: usize) -> Vec<u64> {
+/// Waits until every one of `proxies` caches: as many invalidation connections with tracking
+/// on, and each instance has enabled its cache (logged `FOLLOWS`). Returns the connections'
+/// ids.
+async fn wait_for_invalidation_clients(redis: &RedisServer, proxies: &[&Proxy]) -> Vec<u64> {
     let mut conn = redis.connection();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let n = proxies.len();
+    let what = format!("{n} instances follow invalidations");
+    eventually(SETTLE, &what, || {
         let ids = tracking_clients(&mut conn, true);
-        if ids.len() >= n {
-            // The instance enables its cache as soon as the TRACKING reply is read.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            return ids;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n} invalidation connections appeared",
-            ids.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        let enabled = proxies
+            .iter()
+            .all(|p| !p.log_lines_with(FOLLOWS).is_empty());
+        (ids.len() >= n && enabled).then_some(ids)
+    })
+    .await
+}
+
+/// Session keys an instance has heard invalidated so far (its metric).
+async fn invalidations_heard(http: &reqwest::Client, proxy: &Proxy) -> f64 {
+    let text = http
+        .get(proxy.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("sessiongate_cache_invalidations_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_on_one_instance_is_refused_by_another_within_a_second() {
     // A long staleness bound: only invalidation can make the second instance notice quickly.
-    let fx = Fixture::start(MSGPACK, |mut c| {
-        c.cache = Some("max_staleness = \"60s\"".into());
-        c
-    })
-    .await;
-    let other = second_instance(&fx, |mut c| {
-        c.cache = Some("max_staleness = \"60s\"".into());
-        c
-    });
-    wait_for_invalidation_clients(fx.redis(), 2).await;
+    let fx = Harness::new()
+        .redis()
+        .cache(|c| c.max_staleness("60s"))
+        .start()
+        .await;
+    // A second instance on the same configuration: the same Redis and upstream.
+    let other = fx.another_proxy();
+    wait_for_invalidation_clients(fx.redis(), &[&fx.proxy, &other]).await;
     let cookie = fx.login("alice").await;
     // Instance 2 reads the session, then serves it from its cache. The login's own write
     // reaches instance 2's invalidation stream asynchronously, possibly after that first read
-    // (dropping the fresh entry, as any invalidation must): warm up until it has come.
+    // (dropping the fresh entry, as any invalidation must): warm up until it has come (the one
+    // session key the login wrote).
     assert_eq!(status(&fx.http, &other, &cookie).await, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually_async(SETTLE, "instance 2 hears the login's write", || async {
+        invalidations_heard(&fx.http, &other).await >= 1.0
+    })
+    .await;
     assert_eq!(status(&fx.http, &other, &cookie).await, StatusCode::OK);
     let gets = fx.redis().command_calls("get");
     for _ in 0..10 {
@@ -109,28 +124,23 @@ async fn a_logout_on_one_instance_is_refused_by_another_within_a_second() {
 
     let out = fx.logout("/", &cookie, "current").await;
     assert_eq!(out.status, StatusCode::OK);
-    let logged_out = Instant::now();
-    loop {
-        if status(&fx.http, &other, &cookie).await == StatusCode::UNAUTHORIZED {
-            break;
-        }
-        // The bound for invalidation; the staleness bound alone would take 60 s.
-        assert!(
-            logged_out.elapsed() < Duration::from_secs(1),
-            "instance 2 still honours the session"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // The bound for invalidation; the staleness bound alone would take 60 s.
+    eventually_async(
+        Duration::from_secs(1),
+        "instance 2 still honours the session",
+        || async { status(&fx.http, &other, &cookie).await == StatusCode::UNAUTHORIZED },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_requests_for_an_uncached_session_read_the_store_once() {
-    let fx = Fixture::start(MSGPACK, |c| c).await;
+    let fx = Harness::new().redis().start().await;
     let cookie = fx.login("alice").await;
     // A second instance has never seen this session.
-    let other = Arc::new(second_instance(&fx, |c| c));
+    let other = Arc::new(fx.another_proxy());
     // Both invalidation connections up before counting.
-    wait_for_invalidation_clients(fx.redis(), 2).await;
+    wait_for_invalidation_clients(fx.redis(), &[&fx.proxy, &other]).await;
     let before = fx.redis().command_calls("get");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1000)
@@ -147,8 +157,14 @@ async fn a_thousand_concurrent_requests_for_an_uncached_session_read_the_store_o
             })
         })
         .collect();
+    // Every answer first, then the checks: a failure then finds the second instance's tasks
+    // done, so its log is printed with the failure.
+    let mut statuses = Vec::new();
     for t in tasks {
-        assert_eq!(t.await.unwrap(), StatusCode::OK);
+        statuses.push(t.await.unwrap());
+    }
+    for status in statuses {
+        assert_eq!(status, StatusCode::OK);
     }
     assert_eq!(
         fx.redis().command_calls("get") - before,
@@ -159,24 +175,22 @@ async fn a_thousand_concurrent_requests_for_an_uncached_session_read_the_store_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_invalidation_connection_flushes_and_disables_the_cache() {
-    let fx = Fixture::start(MSGPACK, |c| c).await;
+    let fx = Harness::new().redis().start().await;
     let redis = fx.redis();
-    let ids = wait_for_invalidation_clients(redis, 1).await;
+    let ids = wait_for_invalidation_clients(redis, &[&fx.proxy]).await;
     let cookie = fx.login("alice").await;
-    let mut admin = redis.connection();
+    let admin = redis.connection();
     // Cached: repeated requests do not read the store. The login's own write reaches the
     // invalidation stream asynchronously and may drop the first cached copy: warm up until a
     // request reads nothing.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let before = command_calls_on(&mut admin, "get");
+    let admin = std::cell::RefCell::new(admin);
+    eventually_async(SETTLE, "the session never stayed cached", || async {
+        let before = command_calls_on(&mut admin.borrow_mut(), "get");
         fx.request("/", Some(&cookie), &[]).await;
-        if command_calls_on(&mut admin, "get") == before {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the session never stayed cached");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        command_calls_on(&mut admin.borrow_mut(), "get") == before
+    })
+    .await;
+    let mut admin = admin.into_inner();
     let gets = command_calls_on(&mut admin, "get");
     for _ in 0..5 {
         assert_eq!(
@@ -199,6 +213,7 @@ async fn losing_the_invalidation_connection_flushes_and_disables_the_cache() {
         .arg(connected - 1)
         .exec(&mut admin)
         .unwrap();
+    let blind_before = fx.proxy.log_lines_with(BLIND).len();
     redis::cmd("CLIENT")
         .arg("KILL")
         .arg("ID")
@@ -207,7 +222,12 @@ async fn losing_the_invalidation_connection_flushes_and_disables_the_cache() {
         .unwrap();
 
     // Every request now reads Redis: the cache was flushed and caches nothing.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(
+        SETTLE,
+        "the instance notices its invalidation connection is gone",
+        || fx.proxy.log_lines_with(BLIND).len() > blind_before,
+    )
+    .await;
     let gets = command_calls_on(&mut admin, "get");
     for _ in 0..5 {
         assert_eq!(
@@ -226,21 +246,23 @@ async fn losing_the_invalidation_connection_flushes_and_disables_the_cache() {
         .is_empty());
 
     // Once the connection is back, caching resumes.
+    let follows_before = fx.proxy.log_lines_with(FOLLOWS).len();
     redis::cmd("CONFIG")
         .arg("SET")
         .arg("maxclients")
         .arg(10_000)
         .exec(&mut admin)
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while invalidation_clients(&mut admin).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the invalidation connection did not come back"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Back once the connection is there and the instance has enabled its cache again.
+    eventually(
+        SETTLE,
+        "the invalidation connection did not come back",
+        || {
+            !invalidation_clients(&mut admin).is_empty()
+                && fx.proxy.log_lines_with(FOLLOWS).len() > follows_before
+        },
+    )
+    .await;
     fx.request("/", Some(&cookie), &[]).await;
     let gets = command_calls_on(&mut admin, "get");
     for _ in 0..5 {
@@ -253,9 +275,14 @@ async fn losing_the_invalidation_connection_flushes_and_disables_the_cache() {
 async fn many_requests_in_one_renewal_window_write_one_renewal() {
     // A renewal is due once less than 1.5 s of the 3 s idle time remains; after it, the next
     // one is due 1.5 s later: the requests below all fall in one window.
-    let fx = Fixture::start(MSGPACK, |c| c.timeouts("3s", "1h", Some("1500ms"))).await;
+    let fx = Harness::new()
+        .redis()
+        .session(|s| s.timeouts("3s", "1h").renew_below("1500ms"))
+        .start()
+        .await;
     let cookie = fx.login("alice").await;
-    tokio::time::sleep(Duration::from_millis(1600)).await; // renewal now due
+    // Not a wait for a state: the session ages until its renewal is due.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let redis = fx.redis();
     // A renewal write is the SET inside the compare-and-set script (counted by commandstats).
     let writes = || redis.command_calls("set");
@@ -282,39 +309,49 @@ async fn many_requests_in_one_renewal_window_write_one_renewal() {
             StatusCode::OK
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await; // past a flush interval
+    // The renewal is written by the next flush (its batch holds every queued renewal).
+    eventually_async(SETTLE, "the renewal is written", || async {
+        fx.metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("sessiongate_sessions_renewed_total ") && !l.ends_with(" 0"))
+    })
+    .await;
+    // Not a wait for a state: a second write for the window would land within the next flush
+    // intervals (100 ms each); that none does over three of them is what is tested.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(writes() - before, 1, "one renewal write for the window");
-    let record = fx.stored(&cookie, RecordFormat::MessagePack).unwrap();
+    let record = fx.stored(&cookie).unwrap();
     assert!(record.v >= 2, "the renewal landed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_renewal_never_brings_back_a_destroyed_session() {
-    let fx = Fixture::start(MSGPACK, |mut c| {
-        c.store_extra = "renewal_flush_interval = \"1500ms\"".into();
-        c.timeouts("10s", "1h", Some("9900ms"))
-    })
-    .await;
+    let fx = Harness::new()
+        .redis()
+        .store(|s| s.renewal_flush_interval("1500ms"))
+        .session(|s| s.timeouts("10s", "1h").renew_below("9900ms"))
+        .start()
+        .await;
     let cookie = fx.login("alice").await;
+    // Not a wait for a state: the session ages until its renewal is due.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         fx.request("/", Some(&cookie), &[]).await.status,
         StatusCode::OK
     ); // queues it
        // The session is destroyed before the queue is flushed (by an admin, another instance...).
-    let key = format!(
-        "sg:s:{}",
-        SessionId::parse(cookie.as_bytes())
-            .unwrap()
-            .store_key()
-            .as_str()
-    );
+    let key = fx.session_key(&cookie);
     let deleted: i64 = redis::cmd("DEL")
         .arg(&key)
         .query(&mut fx.redis().connection())
         .unwrap();
     assert_eq!(deleted, 1);
-    tokio::time::sleep(Duration::from_millis(2000)).await; // the flush has run
+    // The flush has run: it found the session gone and wrote nothing.
+    eventually(SETTLE, "the queued renewal is flushed", || {
+        !fx.proxy.log_lines_with("renewal not written").is_empty()
+    })
+    .await;
     let exists: i64 = redis::cmd("EXISTS")
         .arg(&key)
         .query(&mut fx.redis().connection())
@@ -328,30 +365,30 @@ async fn a_queued_renewal_never_brings_back_a_destroyed_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_flushes_pending_renewals() {
-    let mut fx = Fixture::start(MSGPACK, |mut c| {
+    let mut fx = Harness::new()
+        .redis()
         // Never flushed by the timer during this test: only shutdown can write it.
-        c.store_extra = "renewal_flush_interval = \"1h\"".into();
-        c.server_extra = "shutdown_grace = \"1s\"".into();
-        c.timeouts("10s", "1h", Some("9900ms"))
-    })
-    .await;
+        .store(|s| s.renewal_flush_interval("1h"))
+        .server(|s| s.shutdown_grace("1s"))
+        .session(|s| s.timeouts("10s", "1h").renew_below("9900ms"))
+        .start()
+        .await;
     let cookie = fx.login("alice").await;
-    let created = fx.stored(&cookie, RecordFormat::MessagePack).unwrap();
+    let created = fx.stored(&cookie).unwrap();
+    // Not a wait for a state: the session ages until its renewal is due.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         fx.request("/", Some(&cookie), &[]).await.status,
         StatusCode::OK
     ); // queued
+       // Not a wait for a state: the renewal must not be written meanwhile (the timer's
+       // interval is 1 h); that it is not, over this while, is what is checked.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        fx.stored(&cookie, RecordFormat::MessagePack).unwrap().v,
-        created.v,
-        "not yet written"
-    );
+    assert_eq!(fx.stored(&cookie).unwrap().v, created.v, "not yet written");
 
     let status = tokio::task::block_in_place(|| fx.proxy.terminate());
     assert!(status.success() || status.code().is_some(), "{status:?}");
-    let after = fx.stored(&cookie, RecordFormat::MessagePack).unwrap();
+    let after = fx.stored(&cookie).unwrap();
     assert_eq!(
         after.v,
         created.v + 1,

@@ -7,7 +7,6 @@ mod common;
 use common::config::COOKIE;
 use common::*;
 use reqwest::StatusCode;
-use sessiongate::config::model::RecordFormat;
 use sessiongate::session::SessionId;
 
 const SPOOFS: &[(&str, &str)] = &[
@@ -43,7 +42,7 @@ fn identity_headers(echo: &Echo) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_identity_never_reaches_the_upstream_on_any_route() {
-    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
+    let fx = Harness::new().redis().start().await;
     let cookie = fx.login("alice").await;
 
     for path in ["/public/x", "/opt/x", "/login"] {
@@ -90,7 +89,7 @@ async fn spoofed_identity_never_reaches_the_upstream_on_any_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_cookies_mean_no_session_and_no_store_call() {
-    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
+    let fx = Harness::new().redis().start().await;
     let good = fx.login("alice").await;
     let other = SessionId::generate().unwrap().encode();
     let gets_before = fx.redis().command_calls("get");
@@ -165,7 +164,7 @@ async fn bad_cookies_mean_no_session_and_no_store_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_control_headers_change_nothing_and_never_reach_the_client() {
-    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
+    let fx = Harness::new().redis().start().await;
     let cookie = fx.login("alice").await;
     let cases: &[(&str, &str)] = &[
         ("x-echo-set-x-sessiongate-login", "{not json"),
@@ -226,7 +225,7 @@ async fn malformed_control_headers_change_nothing_and_never_reach_the_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_all_ends_every_session_of_that_user_and_only_those() {
-    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
+    let fx = Harness::new().redis().start().await;
     let alice_1 = fx.login("alice").await;
     let alice_2 = fx.login("alice").await;
     let alice_3 = fx.login("alice").await;
@@ -261,7 +260,7 @@ async fn logout_all_ends_every_session_of_that_user_and_only_those() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_updates_of_different_claims_all_survive() {
-    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
+    let fx = Harness::new().redis().start().await;
     let cookie = fx.login("alice").await;
     let http = client();
     let tasks: Vec<_> = (0..16)
@@ -297,7 +296,7 @@ async fn concurrent_updates_of_different_claims_all_survive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_tricks_cannot_reach_a_required_route_through_a_public_prefix() {
-    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
+    let fx = Harness::new().redis().start().await;
     for path in [
         "/public/../admin",
         "/public/%2e%2e/admin",
@@ -318,12 +317,12 @@ async fn path_tricks_cannot_reach_a_required_route_through_a_public_prefix() {
         StatusCode::OK,
         "decoded /public/x is the public route"
     );
-    assert_eq!(fx.upstream.hits(), 1);
+    assert_eq!(fx.upstream().hits(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_redis_fails_closed_or_anonymous_per_route_and_never_issues_a_cookie() {
-    let mut fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
+    let mut fx = Harness::new().redis().start().await;
     let cookie = fx.login("alice").await;
     assert_eq!(
         fx.request("/", Some(&cookie), &[]).await.status,
@@ -335,10 +334,10 @@ async fn a_dead_redis_fails_closed_or_anonymous_per_route_and_never_issues_a_coo
         .await;
 
     // required + fail_closed: 503, upstream not reached
-    let hits = fx.upstream.hits();
+    let hits = fx.upstream().hits();
     let reply = fx.request("/", Some(&cookie), &[]).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(fx.upstream.hits(), hits);
+    assert_eq!(fx.upstream().hits(), hits);
     assert!(
         set_cookie_value(&reply.headers, COOKIE).is_none(),
         "a store outage must not clear cookies"
@@ -377,10 +376,11 @@ async fn a_dead_redis_fails_closed_or_anonymous_per_route_and_never_issues_a_coo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_on_a_required_route_refuses_when_the_store_is_down() {
-    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| {
-        c.route("path_prefix = \"/anon\"\nauth = \"required\"\non_store_error = \"anonymous\"")
-    })
-    .await;
+    let fx = Harness::new()
+        .redis()
+        .route(Route::required("/anon").on_store_error("anonymous"))
+        .start()
+        .await;
     let cookie = fx.login("alice").await;
     let mut fx = fx;
     fx.redis_mut().kill();
@@ -396,7 +396,7 @@ async fn anonymous_on_a_required_route_refuses_when_the_store_is_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_headers_in_raw_mixed_case_are_stripped_too() {
-    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
+    let fx = Harness::new().redis().start().await;
     let request = "GET /public/raw HTTP/1.1\r\nHost: app\r\nX-SessionGate-Assertion: forged\r\n\
                    X_AUTH_USER: admin\r\nx.Auth.Roles: root\r\nX-Auth-User: a\r\nX-Auth-User: b\r\n\
                    Connection: close\r\n\r\n";

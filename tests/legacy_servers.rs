@@ -9,7 +9,7 @@ mod common;
 
 use common::config::COOKIE;
 use common::legacy::{raw_get, LegacyKind, LegacyReport, LegacyServer};
-use common::{raw_request, verify, Proxy, TestConfig};
+use common::{raw_request, verify, Harness, Proxy, Route, Running};
 
 /// The spoofing pair every smoke test sends: a header name that only a folding server reads
 /// as X-Auth-User, then the plain name.
@@ -112,12 +112,13 @@ const TCHAR_SEPARATORS: &[u8] = b"!#$%&'*+-.^_`|~";
 
 /// The proxy in front of `server`: `/login` (accepts logins), `/public` and `/legacy` public,
 /// `/opt` optional, `/legacy/admin` and everything else required.
-fn proxy_in_front(server: &LegacyServer) -> Proxy {
-    let config = TestConfig::memory(server.addr)
-        .standard_routes()
-        .route("path_prefix = \"/legacy\"\nauth = \"public\"")
-        .route("path_prefix = \"/legacy/admin\"\nauth = \"required\"");
-    Proxy::start(&config.to_toml())
+async fn proxy_in_front(server: &LegacyServer) -> Running {
+    Harness::new()
+        .backend(server.addr)
+        .route(Route::public("/legacy"))
+        .route(Route::required("/legacy/admin"))
+        .start()
+        .await
 }
 
 /// Whether the proxy's configuration above requires a session for a path as the app mapped it.
@@ -202,8 +203,9 @@ fn assert_identity(report: &LegacyReport, alice: bool, what: &str) {
 /// Every spelling of the identity headers over the tchar set, on public, optional and
 /// required routes, with and without a session.
 async fn no_spelling_of_a_protected_name_reaches(server: LegacyServer) {
-    let proxy = proxy_in_front(&server);
-    let cookie = login(&proxy).await;
+    let h = proxy_in_front(&server).await;
+    let proxy = &h.proxy;
+    let cookie = login(proxy).await;
     for &sep in TCHAR_SEPARATORS {
         let sep = sep as char;
         let names = [
@@ -229,13 +231,13 @@ async fn no_spelling_of_a_protected_name_reaches(server: LegacyServer) {
                 "separator {sep:?} on {path}, session: {}",
                 session.is_some()
             );
-            let (status, text) = through(&proxy, path, &headers, session).await;
+            let (status, text) = through(proxy, path, &headers, session).await;
             assert_eq!(status, 200, "{what}: {text}");
             let report = LegacyReport::from_response(&text).expect("the app's report");
             assert_identity(&report, session.is_some(), &what);
         }
         // Without a session a required route never reaches the app.
-        let (status, _) = through(&proxy, "/legacy/admin/x", &headers, None).await;
+        let (status, _) = through(proxy, "/legacy/admin/x", &headers, None).await;
         assert_eq!(status, 401, "separator {sep:?}");
     }
 }
@@ -289,12 +291,13 @@ const PATH_FORMS: &[&str] = &[
 /// Every path form: without a session the app is reached only for a path it maps under a
 /// public route; with one, wherever the app maps it, it sees alice.
 async fn no_path_form_crosses_a_route(server: LegacyServer) {
-    let proxy = proxy_in_front(&server);
-    let cookie = login(&proxy).await;
+    let h = proxy_in_front(&server).await;
+    let proxy = &h.proxy;
+    let cookie = login(proxy).await;
     let accept = [("Accept", "application/json")];
     for path in PATH_FORMS {
         for session in [None, Some(cookie.as_str())] {
-            let (status, text) = through(&proxy, path, &accept, session).await;
+            let (status, text) = through(proxy, path, &accept, session).await;
             let Ok(report) = LegacyReport::from_response(&text) else {
                 // The proxy answered itself: refused (400), or no session for a required route.
                 assert!(
@@ -321,9 +324,9 @@ async fn no_path_form_crosses_a_route(server: LegacyServer) {
         }
     }
     // The everyday servlet forms still work: a jsessionid on the last segment.
-    let (status, text) = through(&proxy, "/legacy/page;jsessionid=ABC", &accept, None).await;
+    let (status, text) = through(proxy, "/legacy/page;jsessionid=ABC", &accept, None).await;
     assert_eq!(status, 200, "{text}");
-    let (status, _) = through(&proxy, "/legacy/admin/page;jsessionid=ABC", &accept, None).await;
+    let (status, _) = through(proxy, "/legacy/admin/page;jsessionid=ABC", &accept, None).await;
     assert_eq!(status, 401);
 }
 

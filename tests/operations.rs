@@ -5,27 +5,19 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::config::COOKIE;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
-use sessiongate::config::model::RecordFormat;
 
 const TOKEN: &str = "operator-token-0123456789abcdef";
 
-/// A fixture whose admin API takes `TOKEN`, read from a file beside the configuration.
-async fn fixture_with_token(store: Store) -> Fixture {
-    Fixture::start(store, |mut c| {
-        c.server_extra = "admin_token_file = \"{dir}/admin.token\"".into();
-        c.files.push(("admin.token".into(), format!("{TOKEN}\n")));
-        c
-    })
-    .await
-}
+/// How long any wait in these tests may last.
+const DEADLINE: Duration = Duration::from_secs(10);
 
-async fn scrape(fx: &Fixture) -> String {
+async fn scrape(fx: &Running) -> String {
     let resp = fx
         .http
         .get(fx.proxy.admin_url("/metrics"))
@@ -75,7 +67,7 @@ fn promtool() -> Option<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_real_traffic_and_pass_promtool() {
-    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
+    let fx = Harness::new().redis().start().await;
     let before = samples(&scrape(&fx).await);
 
     let cookie = fx.login("alice").await;
@@ -143,7 +135,7 @@ async fn metrics_count_real_traffic_and_pass_promtool() {
     assert!(text.contains("sessiongate_build_info{version=\""));
     assert!(text.contains(&format!(
         "sessiongate_backend_healthy{{backend=\"{}\",upstream=\"app\"}} 1",
-        fx.upstream.addr
+        fx.upstream().addr
     )));
     assert!(text.contains("sessiongate_config_reloads_total{result=\"failure\"} 0"));
     // deploy/metrics.txt (which the dashboard and the alerts are checked against) lists
@@ -195,24 +187,21 @@ async fn metrics_count_real_traffic_and_pass_promtool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_sessions_are_sampled_in_the_background() {
-    let fx = Fixture::start(Store::Memory, |c| c).await;
+    let fx = Harness::new().start().await;
     for user in ["a", "b", "c"] {
         fx.login(user).await;
     }
     // The memory store is sampled every 15 s; the first sample is taken at start, so poll.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let all = samples(&scrape(&fx).await);
-        if sample(&all, "sessiongate_sessions_active") == 3.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "sessions_active never reached 3");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually_async(
+        Duration::from_secs(20),
+        "sessions_active never reached 3",
+        || async { sample(&samples(&scrape(&fx).await), "sessiongate_sessions_active") == 3.0 },
+    )
+    .await;
 }
 
 async fn admin(
-    fx: &Fixture,
+    fx: &Running,
     method: reqwest::Method,
     path: &str,
     token: Option<&str>,
@@ -228,7 +217,12 @@ async fn admin(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_needs_the_token_and_revokes_sessions() {
-    let fx = fixture_with_token(Store::Redis(RecordFormat::MessagePack)).await;
+    // The admin API takes `TOKEN`, read from a file beside the configuration.
+    let fx = Harness::new()
+        .redis()
+        .server(|s| s.admin_token(TOKEN))
+        .start()
+        .await;
     let first = fx.login("alice").await;
     let second = fx.login("alice").await;
     let bob = fx.login("bob").await;
@@ -311,7 +305,7 @@ async fn the_admin_api_needs_the_token_and_revokes_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_token_the_admin_api_is_off() {
-    let fx = Fixture::start(Store::Memory, |c| c).await;
+    let fx = Harness::new().start().await;
     let (status, body) = admin(
         &fx,
         reqwest::Method::GET,
@@ -324,46 +318,40 @@ async fn without_a_token_the_admin_api_is_off() {
 }
 
 /// Sends SIGHUP and waits for the reload's log line (`success` or `failure`).
-async fn reload(fx: &Fixture, outcome: &str) {
+async fn reload(fx: &Running, outcome: &str) {
     let needle = match outcome {
         "success" => "configuration reloaded",
         _ => "configuration reload refused",
     };
     let before = fx.proxy.log_lines_with(needle).len();
     fx.proxy.signal("-HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fx.proxy.log_lines_with(needle).len() == before {
-        assert!(Instant::now() < deadline, "no reload {outcome} logged");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(DEADLINE, &format!("no reload {outcome} logged"), || {
+        fx.proxy.log_lines_with(needle).len() > before
+    })
+    .await;
 }
 
 /// Waits until the proxy listens for SIGHUP (its control service has started).
-async fn wait_for_reload_handler(fx: &Fixture) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fx
-        .proxy
-        .log_lines_with("reloads the configuration on SIGHUP")
-        .is_empty()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the SIGHUP handler never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn wait_for_reload_handler(fx: &Running) {
+    eventually(DEADLINE, "the SIGHUP handler never started", || {
+        !fx.proxy
+            .log_lines_with("reloads the configuration on SIGHUP")
+            .is_empty()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_a_valid_config_and_refuses_a_broken_one() {
     let upstream_b = EchoUpstream::start("b").await;
-    let fx = Fixture::start(Store::Memory, |c| c).await;
+    let fx = Harness::new().start().await;
     wait_for_reload_handler(&fx).await;
     let cookie = fx.login("alice").await;
     let original = std::fs::read_to_string(fx.proxy.config_path()).unwrap();
     assert_eq!(fx.request("/docs", None, &[]).await.status, 401);
 
     // A slow request in flight when the configuration changes finishes normally.
+    let hits = fx.upstream().hits();
     let slow = fx.request("/page", Some(&cookie), &[("x-echo-delay-ms", "700")]);
 
     // New: /docs is public and goes to pool "b"; the user header is renamed; threads changed.
@@ -375,7 +363,11 @@ async fn sighup_swaps_a_valid_config_and_refuses_a_broken_one() {
             upstream_b.addr
         );
     let reloading = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // In flight: the app has the request (and holds it for 700 ms).
+        eventually(DEADLINE, "the slow request reaches the app", || {
+            fx.upstream().hits() > hits
+        })
+        .await;
         std::fs::write(fx.proxy.config_path(), &changed).unwrap();
         reload(&fx, "success").await;
     };
@@ -424,16 +416,11 @@ async fn sighup_swaps_a_valid_config_and_refuses_a_broken_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_is_json_with_a_request_id_and_no_secrets() {
-    let upstream = EchoUpstream::start("app").await;
-    let mut config = TestConfig::memory(upstream.addr).standard_routes();
-    config.server_extra = "log_sub = true".into();
-    let proxy = Proxy::start_with_args(&config.to_toml(), &["--log-json"]);
-    let fx = Fixture {
-        redis: None,
-        upstream,
-        proxy,
-        http: client(),
-    };
+    let fx = Harness::new()
+        .server(|s| s.log_sub(true))
+        .log_json()
+        .start()
+        .await;
     let cookie = fx.login("alice").await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let reply = fx
@@ -453,19 +440,14 @@ async fn the_access_log_is_json_with_a_request_id_and_no_secrets() {
     assert_eq!(parsed.get_version_num(), 4);
 
     // The access line of that request, as JSON.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let line = loop {
-        if let Some(line) = fx
-            .proxy
+    let what = format!("no access line for {request_id}");
+    let line = eventually(Duration::from_secs(5), &what, || {
+        fx.proxy
             .log_lines_with(&request_id)
             .into_iter()
             .find(|l| l.contains("sessiongate::access"))
-        {
-            break line;
-        }
-        assert!(Instant::now() < deadline, "no access line for {request_id}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     let entry: Value = serde_json::from_str(&line).expect("a JSON log line");
     let fields = &entry["fields"];
     assert_eq!(entry["target"], "sessiongate::access");
@@ -497,7 +479,7 @@ async fn the_access_log_is_json_with_a_request_id_and_no_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_lines_still_buffered_at_shutdown_are_written() {
-    let mut fx = Fixture::start(Store::Memory, |c| c).await;
+    let mut fx = Harness::new().start().await;
     let cookie = fx.login("alice").await;
     // Lines wait up to 100 ms in the buffer; SIGTERM follows the last reply at once.
     let mut ids = Vec::new();
@@ -519,15 +501,14 @@ async fn access_lines_still_buffered_at_shutdown_are_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sub_is_not_logged_unless_configured() {
-    let fx = Fixture::start(Store::Memory, |c| c).await;
+    let fx = Harness::new().start().await;
     let cookie = fx.login("zelda-the-user").await;
     fx.request("/page", Some(&cookie), &[]).await;
     fx.request("/page", Some(&cookie), &[]).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while fx.proxy.log_lines_with("path=\"/page\"").len() < 2 {
-        assert!(Instant::now() < deadline, "no access lines");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(5), "no access lines", || {
+        fx.proxy.log_lines_with("path=\"/page\"").len() >= 2
+    })
+    .await;
     // The proxy runs with RUST_LOG=debug: even so, no line names the user or holds the cookie.
     let logs = fx.proxy.logs();
     assert!(!logs.contains("zelda-the-user"), "the user was logged");
@@ -536,10 +517,13 @@ async fn sub_is_not_logged_unless_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binary_upgrade_hands_over_the_sockets_without_dropping_requests() {
-    let upstream = EchoUpstream::start("app").await;
-    let mut config = TestConfig::memory(upstream.addr).standard_routes();
-    config.server_extra = "upgrade_sock = \"{dir}/upgrade.sock\"\nshutdown_grace = \"1s\"".into();
-    let mut old = Proxy::start(&config.to_toml());
+    let mut h = Harness::new()
+        .server(|s| s.upgrade_sock("upgrade.sock").shutdown_grace("1s"))
+        .start()
+        .await;
+    let upstream = &h.backends[0];
+    let old = &mut h.proxy;
+    let sock = old.dir.path().join("upgrade.sock");
     let http = client();
     let url = old.url("/public/x");
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -550,22 +534,39 @@ async fn a_binary_upgrade_hands_over_the_sockets_without_dropping_requests() {
                 Ok(r) if r.status() == 200 => ok += 1,
                 _ => failed += 1,
             }
+            // Not a wait for a state: paces the stream of requests the upgrade must not drop.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         (ok, failed)
     };
     let upgrade = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The stream runs through the old process first.
+        eventually(DEADLINE, "the old process answers the stream", || {
+            upstream.hits() >= 30
+        })
+        .await;
         let mut new = old.start_upgrade();
-        // The new process waits on the upgrade socket; give it a moment to be there.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The new process is ready for the hand-over once it listens on its upgrade socket.
+        eventually(
+            Duration::from_secs(20),
+            "the new process listens on its upgrade socket",
+            || unix_socket_listening(&sock),
+        )
+        .await;
         old.signal("-QUIT");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !old.exited() {
-            assert!(Instant::now() < deadline, "the old process never exited");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The old process has handed over once it has exited.
+        eventually(
+            Duration::from_secs(20),
+            "the old process never exited",
+            || old.exited(),
+        )
+        .await;
+        // From here only the new process answers: let it answer a stretch of the stream.
+        let handed_over = upstream.hits();
+        eventually(DEADLINE, "the new process answers the stream", || {
+            upstream.hits() >= handed_over + 30
+        })
+        .await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(!new.exited(), "the new process died:\n{}", new.logs());
         new
@@ -581,21 +582,23 @@ async fn a_binary_upgrade_hands_over_the_sockets_without_dropping_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_requests_in_flight_finish() {
-    let mut fx = Fixture::start(Store::Memory, |mut c| {
-        c.server_extra = "shutdown_grace = \"2s\"".into();
-        c
-    })
-    .await;
+    let mut fx = Harness::new()
+        .server(|s| s.shutdown_grace("2s"))
+        .start()
+        .await;
     let slow = fx.request("/public/slow", None, &[("x-echo-delay-ms", "800")]);
     let terminate = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // In flight: the app has the request (and holds it for 800 ms).
+        eventually(DEADLINE, "the slow request reaches the app", || {
+            fx.upstream().hits() == 1
+        })
+        .await;
         fx.proxy.signal("-TERM");
     };
     let (reply, ()) = tokio::join!(slow, terminate);
     assert_eq!(reply.status, 200, "the request in flight was cut off");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !fx.proxy.exited() {
-        assert!(Instant::now() < deadline, "no exit after the grace period");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(DEADLINE, "no exit after the grace period", || {
+        fx.proxy.exited()
+    })
+    .await;
 }

@@ -45,12 +45,12 @@ async fn a_newcomer_logs_in_sees_their_identity_and_logs_out() {
     let proxy = Proxy::start(&text);
     let http = client();
     // wait for the demo app behind the proxy
-    assert!(
-        common::eventually(std::time::Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", demo_port)).is_ok()
-        })
-        .await
-    );
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "the demo app listens",
+        || std::net::TcpStream::connect(("127.0.0.1", demo_port)).is_ok(),
+    )
+    .await;
 
     let home = http
         .get(proxy.url("/"))

@@ -5,55 +5,46 @@
 
 mod common;
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::harness::Store;
 use common::topology::{tls_server, RedisCluster, SentinelGroup, TlsFiles};
-use common::{client, EchoUpstream, Fixture, Proxy, TestConfig};
+use common::{eventually, eventually_async, Harness, Route, Running};
 use reqwest::StatusCode;
-use sessiongate::session::SessionId;
+
+/// How long any wait in these tests may last (a failover takes a few seconds).
+const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A proxy in front of one echo upstream, on Redis found through `location`, with a
 /// `serve_stale` route under /stale beside the standard routes.
-async fn fixture(location: String, adjust: impl FnOnce(&mut TestConfig)) -> Fixture {
-    let upstream = EchoUpstream::start("app").await;
-    let mut config = TestConfig::redis_at(upstream.addr, location)
-        .standard_routes()
-        .route("path_prefix = \"/stale\"\nauth = \"required\"\non_store_error = \"serve_stale\"");
-    config.command_timeout = "100ms".into();
-    adjust(&mut config);
-    let proxy = Proxy::start(&config.to_toml());
-    Fixture {
-        redis: None,
-        upstream,
-        proxy,
-        http: client(),
-    }
+async fn fixture(location: String, adjust: impl FnOnce(Store) -> Store) -> Running {
+    Harness::new()
+        .redis_at(&location)
+        .route(Route::required("/stale").on_store_error("serve_stale"))
+        .store(|s| adjust(s.command_timeout("100ms")))
+        .start()
+        .await
 }
 
-/// The store key a cookie's session lives under.
-fn session_key(cookie: &str) -> String {
-    let key = SessionId::parse(cookie.as_bytes()).expect("a session id");
-    sessiongate::store::KeySchema::new("sg:").session(&key.store_key())
-}
-
-/// One request of the steady stream: when it was sent (since the stream began), on which
-/// route, what it answered and how long it took.
+/// One request of the steady stream: when it was sent, on which route, what it answered and
+/// how long it took.
 struct Sample {
-    at: Duration,
+    at: Instant,
     stale_route: bool,
     status: Option<StatusCode>,
     took: Duration,
 }
 
 /// Sends requests for `cookies` in turn, alternating the fail_closed and the serve_stale
-/// route, until `stop` is set; each request gets a 3 s client bound so a hang shows as `None`.
+/// route, until `stop` is set, recording each in `samples`; each request gets a 3 s client
+/// bound so a hang shows as `None`.
 async fn steady_stream(
-    fx: &Fixture,
+    fx: &Running,
     cookies: &[String],
     stop: &std::sync::atomic::AtomicBool,
-) -> Vec<Sample> {
-    let start = Instant::now();
-    let mut samples = Vec::new();
+    samples: &Mutex<Vec<Sample>>,
+) {
     let mut i = 0usize;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let cookie = &cookies[i % cookies.len()];
@@ -69,25 +60,22 @@ async fn steady_stream(
             .await
             .ok()
             .map(|r| r.status());
-        samples.push(Sample {
-            at: sent - start,
+        samples.lock().expect("samples").push(Sample {
+            at: sent,
             stale_route,
             status,
             took: sent.elapsed(),
         });
         i += 1;
+        // Not a wait for a state: paces the stream of requests the failover runs under.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    samples
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_is_followed_through_the_sentinels_under_load() {
     let mut group = SentinelGroup::start(None);
-    let fx = fixture(group.store_keys(), |c| {
-        c.store_extra = "breaker_failures = 5\nbreaker_open = \"250ms\"".into();
-    })
-    .await;
+    let fx = fixture(group.store_keys(), |s| s.breaker(5, "250ms")).await;
     let mut cookies = Vec::new();
     for i in 0..10 {
         cookies.push(fx.login(&format!("user{i}")).await);
@@ -100,11 +88,24 @@ async fn a_killed_master_is_followed_through_the_sentinels_under_load() {
     group.wait_for_replication();
 
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let stream = steady_stream(&fx, &cookies, &stop);
+    let samples = Mutex::new(Vec::new());
+    let stream = steady_stream(&fx, &cookies, &stop, &samples);
+    let count = |pred: &dyn Fn(&Sample) -> bool| {
+        samples
+            .lock()
+            .expect("samples")
+            .iter()
+            .filter(|s| pred(s))
+            .count()
+    };
     let failover = async {
+        // The stream runs healthy before the kill.
+        eventually(DEADLINE, "the stream answers 200 before the kill", || {
+            count(&|s| s.status == Some(StatusCode::OK)) >= 50
+        })
+        .await;
         // The kill and the wait block a thread of their own, not the stream's.
         let (group, killed_at, promoted) = tokio::task::spawn_blocking(move || {
-            std::thread::sleep(Duration::from_secs(1));
             let killed_at = Instant::now();
             let old = group.kill_master();
             let promoted = group.wait_for_new_master(old);
@@ -112,14 +113,19 @@ async fn a_killed_master_is_followed_through_the_sentinels_under_load() {
         })
         .await
         .expect("the failover thread");
-        // Let the stream run on until the proxy has answered normally for a while.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Let the stream run on until it has run for a while past the tail checked below
+        // (one second after the new master was named).
+        let tail_from = killed_at + promoted + Duration::from_secs(1);
+        eventually(DEADLINE, "the stream runs on after the failover", || {
+            count(&|s| s.at > tail_from) >= 100
+        })
+        .await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         (group, killed_at, promoted)
     };
-    let (samples, (_group, killed_at, promoted)) = tokio::join!(stream, failover);
-    let stream_start = killed_at - Duration::from_secs(1);
-    let since_kill = |s: &Sample| (stream_start + s.at).saturating_duration_since(killed_at);
+    let ((), (_group, killed_at, promoted)) = tokio::join!(stream, failover);
+    let samples = samples.into_inner().expect("samples");
+    let since_kill = |s: &Sample| s.at.saturating_duration_since(killed_at);
 
     // No request hung: each answered well within its bound (command 100 ms + connect
     // 200 ms per store call, master resolution bounded at 800 ms).
@@ -145,7 +151,7 @@ async fn a_killed_master_is_followed_through_the_sentinels_under_load() {
         .filter(|s| s.status == Some(StatusCode::SERVICE_UNAVAILABLE))
         .collect();
     let window = match (failed.first(), failed.last()) {
-        (Some(first), Some(last)) => last.at - first.at,
+        (Some(first), Some(last)) => last.at.duration_since(first.at),
         _ => Duration::ZERO,
     };
     let stale_failed = failed.iter().filter(|s| s.stale_route).count();
@@ -205,7 +211,7 @@ async fn a_killed_master_is_followed_through_the_sentinels_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manual_sentinel_failover_is_followed_for_reads_writes_and_invalidations() {
     let group = SentinelGroup::start(None);
-    let fx = fixture(group.store_keys(), |_| {}).await;
+    let fx = fixture(group.store_keys(), |s| s).await;
     let cookie = fx.login("alice").await;
     let doomed = fx.login("bob").await;
     assert_eq!(fx.request("/page", Some(&doomed), &[]).await.status, 200);
@@ -217,23 +223,21 @@ async fn a_manual_sentinel_failover_is_followed_for_reads_writes_and_invalidatio
 
     // Writes: the old master is now a replica (READONLY); logins succeed on the new one.
     let started = Instant::now();
-    let mut refused = 0;
-    let fresh = loop {
+    let refused = std::cell::Cell::new(0);
+    let fresh = eventually_async(Duration::from_secs(10), "writes never resumed", || async {
         let reply = fx
             .login_with(r#"{"sub":"carol","email":"c@x"}"#, None)
             .await;
         if reply.status == StatusCode::OK {
-            break reply.session_cookie().expect("a cookie");
+            return Some(reply.session_cookie().expect("a cookie"));
         }
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(reply.session_cookie(), None, "a failed write set a cookie");
-        refused += 1;
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "writes never resumed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        refused.set(refused.get() + 1);
+        None
+    })
+    .await;
+    let refused = refused.get();
     eprintln!(
         "manual SENTINEL FAILOVER: new master after {} ms; {refused} logins refused, writes \
          resumed {} ms after promotion",
@@ -261,7 +265,7 @@ async fn a_manual_sentinel_failover_is_followed_for_reads_writes_and_invalidatio
     // back is refused (its cached copy dropped) within a second.
     let mut master = group.master();
     let _: i64 = redis::cmd("DEL")
-        .arg(session_key(&doomed))
+        .arg(fx.session_key(&doomed))
         .query(&mut master)
         .expect("DEL on the new master");
     let took = {
@@ -276,7 +280,7 @@ async fn a_manual_sentinel_failover_is_followed_for_reads_writes_and_invalidatio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_spreads_sessions_and_every_operation_works() {
     let cluster = RedisCluster::start(None);
-    let fx = fixture(cluster.store_keys(), |_| {}).await;
+    let fx = fixture(cluster.store_keys(), |s| s).await;
     let mut cookies = Vec::new();
     for i in 0..24 {
         cookies.push(fx.login(&format!("user{i}")).await);
@@ -328,7 +332,7 @@ async fn a_cluster_spreads_sessions_and_every_operation_works() {
     // Invalidations come from every primary: a session deleted on its node behind the proxy's
     // back is refused within a second.
     for cookie in &cookies[3..9] {
-        let key = session_key(cookie);
+        let key = fx.session_key(cookie);
         let deleted = cluster.nodes.iter().any(|n| {
             let mut conn = cluster.node(n.port);
             // Only the owner accepts the command; the others answer MOVED.
@@ -354,7 +358,7 @@ async fn tls_redis_with_a_client_certificate_from_the_configuration() {
         server.port,
         tls.store_keys()
     );
-    let fx = fixture(location, |_| {}).await;
+    let fx = fixture(location, |s| s).await;
     let cookie = fx.login("alice").await;
     let reply = fx.request("/page", Some(&cookie), &[]).await;
     assert_eq!(reply.status, 200);
@@ -365,7 +369,7 @@ async fn tls_redis_with_a_client_certificate_from_the_configuration() {
         .get_connection()
         .expect("TLS connection");
     let _: i64 = redis::cmd("DEL")
-        .arg(session_key(&cookie))
+        .arg(fx.session_key(&cookie))
         .query(&mut conn)
         .expect("DEL");
     fx.wait_for_status("/page", Some(&cookie), StatusCode::UNAUTHORIZED)

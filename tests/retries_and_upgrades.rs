@@ -133,13 +133,14 @@ async fn login(proxy: &Proxy, sub: &str) -> String {
 
 /// A proxy on the memory store in front of `backend` only, health checks off, with the
 /// standard routes and `extra_routes`.
-fn proxy_for(backend: SocketAddr, extra_routes: &[&str]) -> Proxy {
-    let mut config = TestConfig::memory(backend).standard_routes();
+async fn proxy_for(backend: SocketAddr, extra_routes: &[Route]) -> Running {
+    let mut harness = Harness::new()
+        .backend(backend)
+        .upstream(|u| u.health_check("none"));
     for route in extra_routes {
-        config = config.route(route);
+        harness = harness.route(route.clone());
     }
-    config.upstream_extra = "health_check = \"none\"".into();
-    Proxy::start(&config.to_toml())
+    harness.start().await
 }
 
 /// A raw HTTP/1.1 client connection to the proxy.
@@ -212,15 +213,6 @@ impl RawClient {
             true
         };
         tokio::time::timeout(DEADLINE, read).await.unwrap_or(false)
-    }
-}
-
-/// Polls `check` until it holds or `DEADLINE` passes; fails the test with `what` otherwise.
-async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within {DEADLINE:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -335,12 +327,15 @@ impl Drop for FlakyBackend {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_requests_are_retried_on_a_fresh_connection_with_the_same_rewrite() {
     let backend = FlakyBackend::start().await;
-    let proxy = proxy_for(backend.addr, &[]);
-    let sid = login(&proxy, "alice").await;
+    let h = proxy_for(backend.addr, &[]).await;
+    let proxy = &h.proxy;
+    let sid = login(proxy, "alice").await;
     let http = client();
 
     // Sequential GETs until the backend has dropped a few of them (each backend connection
-    // serves one request, so a pooled one is always dropped when the proxy reuses it).
+    // serves one request, so a pooled one is always dropped when the proxy reuses it). Not the
+    // poller: the requests go back to back (a pause would let the pool drop the connection
+    // before it is reused), each is checked, and the loop is bounded by count and deadline.
     let deadline = Instant::now() + DEADLINE;
     let mut sent = 0;
     while sent < 6 || backend.attempts().iter().filter(|a| !a.answered).count() < 3 {
@@ -415,13 +410,15 @@ async fn idempotent_requests_are_retried_on_a_fresh_connection_with_the_same_rew
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_on_a_dropped_reused_connection_is_not_retried() {
     let backend = FlakyBackend::start().await;
-    let proxy = proxy_for(backend.addr, &[]);
-    let sid = login(&proxy, "alice").await;
+    let h = proxy_for(backend.addr, &[]).await;
+    let proxy = &h.proxy;
+    let sid = login(proxy, "alice").await;
     let http = client();
 
     // The login left its connection in the pool. A POST that finds one pooled is dropped; one
     // that opens a new connection (the pool was not refilled yet) is answered and leaves its
-    // connection pooled for the next POST.
+    // connection pooled for the next POST. Back to back, bounded by count and deadline, as
+    // above.
     let deadline = Instant::now() + DEADLINE;
     let mut k = 0;
     let status = loop {
@@ -670,10 +667,11 @@ async fn a_valid_handshake_opens_a_tunnel_with_the_sessions_identity() {
         "the test's own computation"
     );
     let backend = WsBackend::start(WsApp::Rfc).await;
-    let proxy = proxy_for(backend.addr, &[]);
-    let sid = login(&proxy, "alice").await;
+    let h = proxy_for(backend.addr, &[]).await;
+    let proxy = &h.proxy;
+    let sid = login(proxy, "alice").await;
 
-    let mut ws = open_tunnel(&proxy, "/ws", &sid).await;
+    let mut ws = open_tunnel(proxy, "/ws", &sid).await;
     // A masked text frame "Hello" (RFC 6455 §5.7), then more: the proxy passes bytes as they
     // are, both ways.
     let frame = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58 and-then-some";
@@ -683,7 +681,7 @@ async fn a_valid_handshake_opens_a_tunnel_with_the_sessions_identity() {
         "the app's echo comes back through the tunnel; the app's connection: {:?}",
         backend.conns().last().map(WsConn::summary)
     );
-    wait_for("the frame reaches the app", || {
+    eventually(DEADLINE, "the frame reaches the app", || {
         find(&backend.tunneled(), frame).is_some()
     })
     .await;
@@ -721,7 +719,7 @@ async fn a_valid_handshake_opens_a_tunnel_with_the_sessions_identity() {
             .expect("the proxy answers");
         assert_eq!(page.status(), 200);
         let path = format!("/ws{i}");
-        let mut ws = open_tunnel(&proxy, &path, &sid).await;
+        let mut ws = open_tunnel(proxy, &path, &sid).await;
         let frame = format!("frame {i}");
         let _ = ws.send(frame.as_bytes()).await;
         if !ws.read_until(frame.as_bytes()).await {
@@ -732,7 +730,7 @@ async fn a_valid_handshake_opens_a_tunnel_with_the_sessions_identity() {
                     .any(|h| request_line(h).starts_with(&format!("GET {path} ")))
             };
             // Give the app's side the time to see the close, if one comes.
-            eventually(DEADLINE, || {
+            within(DEADLINE, || {
                 backend.conns().iter().any(|c| on_path(c) && c.closed)
             })
             .await;
@@ -758,8 +756,9 @@ async fn a_valid_handshake_opens_a_tunnel_with_the_sessions_identity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_handshakes_are_refused_and_nothing_behind_them_reaches_the_app() {
     let backend = WsBackend::start(WsApp::Careless).await;
-    let proxy = proxy_for(backend.addr, &[]);
-    let sid = login(&proxy, "mallory").await;
+    let h = proxy_for(backend.addr, &[]).await;
+    let proxy = &h.proxy;
+    let sid = login(proxy, "mallory").await;
     let seen_at_login = backend.heads().len();
 
     let broken = [
@@ -834,8 +833,9 @@ async fn broken_handshakes_are_refused_and_nothing_behind_them_reaches_the_app()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_101_with_the_wrong_accept_opens_no_tunnel() {
     let backend = WsBackend::start(WsApp::WrongAccept).await;
-    let proxy = proxy_for(backend.addr, &[]);
-    let sid = login(&proxy, "alice").await;
+    let h = proxy_for(backend.addr, &[]).await;
+    let proxy = &h.proxy;
+    let sid = login(proxy, "alice").await;
 
     let mut ws = RawClient::connect(proxy.port).await;
     let request = handshake("/ws", Some(&sid), &format!("{UPGRADE}{GOOD_KEY}{VERSION}"));
@@ -854,7 +854,7 @@ async fn a_101_with_the_wrong_accept_opens_no_tunnel() {
     let upgraded =
         |b: &WsBackend| -> Vec<WsConn> { b.conns().into_iter().filter(|c| c.upgraded).collect() };
     assert_eq!(upgraded(&backend).len(), 1, "the app answered 101 once");
-    wait_for("the proxy closes the app's connection", || {
+    eventually(DEADLINE, "the proxy closes the app's connection", || {
         upgraded(&backend).iter().all(|c| c.closed)
     })
     .await;
@@ -871,8 +871,9 @@ async fn a_101_with_the_wrong_accept_opens_no_tunnel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_upgrades_reach_the_app_as_plain_requests() {
     let backend = WsBackend::start(WsApp::Careless).await;
-    let proxy = proxy_for(backend.addr, &[]);
-    let sid = login(&proxy, "alice").await;
+    let h = proxy_for(backend.addr, &[]).await;
+    let proxy = &h.proxy;
+    let sid = login(proxy, "alice").await;
 
     let mut c = RawClient::connect(proxy.port).await;
     let request = handshake(
@@ -915,10 +916,8 @@ async fn other_upgrades_reach_the_app_as_plain_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_without_websocket_refuses_the_handshake() {
     let backend = WsBackend::start(WsApp::Rfc).await;
-    let proxy = proxy_for(
-        backend.addr,
-        &["path_prefix = \"/nows\"\nauth = \"public\"\nwebsocket = false"],
-    );
+    let h = proxy_for(backend.addr, &[Route::public("/nows").websocket(false)]).await;
+    let proxy = &h.proxy;
 
     let mut ws = RawClient::connect(proxy.port).await;
     let request = handshake("/nows/chat", None, &format!("{UPGRADE}{GOOD_KEY}{VERSION}"));

@@ -11,15 +11,15 @@ use reqwest::StatusCode;
 use sessiongate::config::model::RecordFormat;
 use sessiongate::session::SessionId;
 
-async fn full_lifecycle(store: Store) {
-    let fx = Fixture::start(store, |c| c).await;
+async fn full_lifecycle(harness: Harness) {
+    let fx = harness.start().await;
 
     // Without a session an API client is refused, and the upstream never sees the request.
     let anon = fx
         .request("/", None, &[("accept", "application/json")])
         .await;
     assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(fx.upstream.hits(), 0);
+    assert_eq!(fx.upstream().hits(), 0);
 
     // Login: the app answers with the control header; the client gets a cookie, not the header.
     let reply = fx
@@ -50,22 +50,13 @@ async fn full_lifecycle(store: Store) {
 
     // With the cookie: identity headers and a valid assertion upstream; the session cookie is
     // taken out of Cookie, other cookies pass.
-    let mut h = headers(&[]);
-    h.append(
-        "cookie",
-        format!("theme=dark; {COOKIE}={cookie}; lang=en")
-            .parse()
-            .unwrap(),
-    );
     let resp = fx
-        .http
-        .get(fx.proxy.url("/app"))
-        .headers(h)
+        .get("/app")
+        .header("cookie", &format!("theme=dark; {COOKIE}={cookie}; lang=en"))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let echo: Echo = resp.json().await.unwrap();
+        .await;
+    assert_eq!(resp.status, StatusCode::OK);
+    let echo = resp.echo();
     assert_eq!(echo.get("x-auth-user"), Some("alice"));
     assert_eq!(echo.get("x-auth-email"), Some("alice@example.com"));
     assert_eq!(echo.get("x-auth-roles"), Some("admin,dev"));
@@ -133,23 +124,28 @@ async fn full_lifecycle(store: Store) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_with_the_memory_store() {
-    full_lifecycle(Store::Memory).await;
+    full_lifecycle(Harness::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_with_redis_msgpack() {
-    full_lifecycle(Store::Redis(RecordFormat::MessagePack)).await;
+    full_lifecycle(Harness::new().redis()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_with_redis_json() {
-    full_lifecycle(Store::Redis(RecordFormat::Json)).await;
+    full_lifecycle(
+        Harness::new()
+            .redis()
+            .session(|s| s.format(RecordFormat::Json)),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_rotates_the_id_so_a_planted_id_is_useless() {
-    for store in [Store::Memory, Store::Redis(RecordFormat::MessagePack)] {
-        let fx = Fixture::start(store, |c| c).await;
+    for harness in [Harness::new(), Harness::new().redis()] {
+        let fx = harness.start().await;
         // An attacker plants a well-formed id the server never issued.
         let planted = SessionId::generate().unwrap().encode();
         let reply = fx.login_with(r#"{"sub":"victim"}"#, Some(&planted)).await;
@@ -178,13 +174,17 @@ async fn login_rotates_the_id_so_a_planted_id_is_useless() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_expiry_ends_an_unused_session() {
-    for store in [Store::Memory, Store::Redis(RecordFormat::MessagePack)] {
-        let fx = Fixture::start(store, |c| c.timeouts("1s", "1m", Some("200ms"))).await;
+    for harness in [Harness::new(), Harness::new().redis()] {
+        let fx = harness
+            .session(|s| s.timeouts("1s", "1m").renew_below("200ms"))
+            .start()
+            .await;
         let cookie = fx.login("alice").await;
         assert_eq!(
             fx.request("/", Some(&cookie), &[]).await.status,
             StatusCode::OK
         );
+        // Not a wait for a state: the idle timeout (1 s) passing is what is tested.
         tokio::time::sleep(Duration::from_millis(1300)).await;
         let reply = fx.request("/", Some(&cookie), &[]).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
@@ -194,40 +194,46 @@ async fn idle_expiry_ends_an_unused_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_moves_the_idle_deadline_but_never_past_the_absolute_one() {
-    let format = RecordFormat::MessagePack;
-    let fx = Fixture::start(Store::Redis(format), |c| {
-        c.timeouts("2s", "3s", Some("1900ms"))
-    })
-    .await;
+    let fx = Harness::new()
+        .redis()
+        .session(|s| s.timeouts("2s", "3s").renew_below("1900ms"))
+        .start()
+        .await;
     let cookie = fx.login("alice").await;
-    let created = fx.stored(&cookie, format).unwrap();
+    let created = fx.stored(&cookie).unwrap();
     assert_eq!(created.deadlines.idle, created.deadlines.created_at + 2000);
 
     // Used within the idle timeout, the session stays alive past its first idle deadline.
+    // Not a wait for a state: the session ages past renew_below, so the request renews it.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
         fx.request("/", Some(&cookie), &[]).await.status,
         StatusCode::OK
     );
     // Renewals are written behind, in batches: poll the store until this one lands.
-    let mut renewed = fx.stored(&cookie, format).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(1);
-    while renewed.deadlines.idle == created.deadlines.idle && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        renewed = fx.stored(&cookie, format).unwrap();
-    }
+    let renewed = eventually(
+        Duration::from_secs(1),
+        "the renewal lands in the store",
+        || {
+            fx.stored(&cookie)
+                .filter(|r| r.deadlines.idle != created.deadlines.idle)
+        },
+    )
+    .await;
     assert!(
         renewed.deadlines.idle > created.deadlines.idle,
         "renewal moved the idle deadline"
     );
     assert!(renewed.v > created.v);
     for _ in 0..3 {
+        // Not a wait for a state: activity spread over time, past the first idle deadline and
+        // up to the absolute one, is what is tested.
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(
             fx.request("/", Some(&cookie), &[]).await.status,
             StatusCode::OK
         );
-        let r = fx.stored(&cookie, format).unwrap();
+        let r = fx.stored(&cookie).unwrap();
         assert!(
             r.deadlines.idle <= r.deadlines.absolute,
             "renewed past the absolute deadline"
@@ -236,6 +242,7 @@ async fn renewal_moves_the_idle_deadline_but_never_past_the_absolute_one() {
     }
     // Past the absolute deadline (3 s after login) no amount of activity keeps it alive.
     let now = sessiongate::session::lifecycle::now_ms();
+    // Not a wait for a state: the absolute deadline passing is what is tested.
     tokio::time::sleep(Duration::from_millis(
         created.deadlines.absolute.saturating_sub(now) + 200,
     ))
@@ -247,9 +254,9 @@ async fn renewal_moves_the_idle_deadline_but_never_past_the_absolute_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_renewal_write_while_enough_idle_time_remains() {
-    let fx = Fixture::start(Store::Redis(RecordFormat::MessagePack), |c| c).await;
+    let fx = Harness::new().redis().start().await;
     let cookie = fx.login("alice").await;
-    let redis = fx.redis.as_ref().unwrap();
+    let redis = fx.redis();
     let before = redis.command_calls("evalsha") + redis.command_calls("eval");
     for _ in 0..20 {
         assert_eq!(
@@ -263,11 +270,10 @@ async fn no_renewal_write_while_enough_idle_time_remains() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_are_redirected_to_login_and_api_clients_get_401() {
-    let fx = Fixture::start(Store::Memory, |mut c| {
-        c.default_route = "auth = \"required\"\nlogin_url = \"/login\"".into();
-        c
-    })
-    .await;
+    let fx = Harness::new()
+        .catch_all(Route::required("/").login_url("/login"))
+        .start()
+        .await;
     let html = fx
         .request(
             "/reports/q1?year=2026",
@@ -285,24 +291,14 @@ async fn browsers_are_redirected_to_login_and_api_clients_get_401() {
         .await;
     assert_eq!(api.status, StatusCode::UNAUTHORIZED);
     assert_eq!(api.headers.get("content-type").unwrap(), "application/json");
-    assert_eq!(fx.upstream.hits(), 0);
+    assert_eq!(fx.upstream().hits(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_cookies_live_until_the_absolute_deadline() {
-    let upstream = EchoUpstream::start("app").await;
-    let text = TestConfig::memory(upstream.addr)
-        .standard_routes()
-        .to_toml()
-        .replace("[session]\n", "[session]\npersistent = true\n");
-    let proxy = Proxy::start(&text);
-    let resp = client()
-        .get(proxy.url("/login"))
-        .header("x-echo-set-x-sessiongate-login", r#"{"sub":"a"}"#)
-        .send()
-        .await
-        .unwrap();
-    let set_cookie = set_cookies(resp.headers()).join("\n");
+    let fx = Harness::new().session(|s| s.persistent(true)).start().await;
+    let resp = fx.login_with(r#"{"sub":"a"}"#, None).await;
+    let set_cookie = set_cookies(&resp.headers).join("\n");
     assert!(
         set_cookie.contains("Max-Age=43199") || set_cookie.contains("Max-Age=43200"),
         "{set_cookie}"

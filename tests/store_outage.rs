@@ -3,14 +3,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::config::COOKIE;
 use common::*;
 use reqwest::StatusCode;
-use sessiongate::config::model::RecordFormat;
-
-const MSGPACK: Store = Store::Redis(RecordFormat::MessagePack);
 
 async fn readyz(proxy: &Proxy) -> (StatusCode, String) {
     let resp = client()
@@ -35,27 +32,26 @@ async fn login(proxy: &Proxy) -> (StatusCode, Option<String>) {
 }
 
 async fn wait_ready(proxy: &Proxy, want: StatusCode, body: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("/readyz answers {want} with {body:?}");
+    eventually_async(Duration::from_secs(10), &what, || async {
         let (status, text) = readyz(proxy).await;
-        if status == want && text.contains(body) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz stayed {status} {text:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        status == want && text.contains(body)
+    })
+    .await;
 }
 
 /// A proxy with a serve_stale route under /stale, alice's session read (so cached) while Redis
 /// was up, then Redis killed and the cache known to be off.
-async fn cached_then_dead() -> (Fixture, String) {
-    let mut fx = Fixture::start(MSGPACK, |c| {
-        c.route("path_prefix = \"/stale\"\nauth = \"required\"\non_store_error = \"serve_stale\"\naccept_login = true")
-    })
-    .await;
+async fn cached_then_dead() -> (Running, String) {
+    let mut fx = Harness::new()
+        .redis()
+        .route(
+            Route::required("/stale")
+                .on_store_error("serve_stale")
+                .accept_login(),
+        )
+        .start()
+        .await;
     let cookie = fx.login("alice").await;
     fx.wait_for_status("/stale", Some(&cookie), StatusCode::OK)
         .await;
@@ -95,15 +91,17 @@ async fn serve_stale_honours_cached_sessions_while_redis_is_dead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stale_window_bounds_stale_serving() {
-    let mut fx = Fixture::start(MSGPACK, |mut c| {
-        c.cache = Some("stale_window = \"1s\"".into());
-        c.route("path_prefix = \"/stale\"\nauth = \"required\"\non_store_error = \"serve_stale\"")
-    })
-    .await;
+    let mut fx = Harness::new()
+        .redis()
+        .cache(|c| c.stale_window("1s"))
+        .route(Route::required("/stale").on_store_error("serve_stale"))
+        .start()
+        .await;
     let cookie = fx.login("alice").await;
     fx.wait_for_status("/stale", Some(&cookie), StatusCode::OK)
         .await;
     fx.redis_mut().kill();
+    // Not a wait for a state: the stale window (1 s) passing is what is tested.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
         fx.request("/stale", Some(&cookie), &[]).await.status,
@@ -113,28 +111,26 @@ async fn the_stale_window_bounds_stale_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_redis_opens_the_breaker_and_service_resumes_after_it_thaws() {
-    let fx = Fixture::start(MSGPACK, |mut c| {
-        c.store_extra = "breaker_failures = 3\nbreaker_open = \"300ms\"".into();
-        c.command_timeout = "100ms".into();
+    let fx = Harness::new()
+        .redis()
+        .store(|s| s.breaker(3, "300ms").command_timeout("100ms"))
         // Every request reads Redis (a cached session would be served for a moment).
-        c.cache = Some("enabled = false".into());
-        c
-    })
-    .await;
+        .cache(|c| c.enabled(false))
+        .start()
+        .await;
     let cookie = fx.login("alice").await;
     wait_ready(&fx.proxy, StatusCode::OK, "circuit closed").await;
     fx.redis().pause();
     // Every request answers (503), none hangs; the breaker opens after 3 failures.
-    let http = client();
     for _ in 0..10 {
-        let status = http
-            .get(fx.proxy.url("/"))
-            .header("cookie", format!("{COOKIE}={cookie}"))
+        // Each is answered within 5 s, or the test fails.
+        let status = fx
+            .get("/")
+            .cookie(&cookie)
             .timeout(Duration::from_secs(5))
             .send()
             .await
-            .expect("answered while Redis hangs")
-            .status();
+            .status;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     }
     let (status, text) = readyz(&fx.proxy).await;
@@ -150,11 +146,11 @@ async fn a_hung_redis_opens_the_breaker_and_service_resumes_after_it_thaws() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_redis_is_survived_and_followed_after_its_restart() {
-    let mut fx = Fixture::start(MSGPACK, |mut c| {
-        c.store_extra = "breaker_failures = 3\nbreaker_open = \"200ms\"".into();
-        c
-    })
-    .await;
+    let mut fx = Harness::new()
+        .redis()
+        .store(|s| s.breaker(3, "200ms"))
+        .start()
+        .await;
     let port = fx.redis().port;
     let before = fx.login("alice").await;
     fx.redis_mut().kill();
@@ -174,20 +170,21 @@ async fn a_killed_redis_is_survived_and_followed_after_its_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessiongate_starts_without_redis_and_becomes_ready_when_it_appears() {
-    let upstream = EchoUpstream::start("app").await;
     let port = free_port();
-    let config =
-        TestConfig::redis(upstream.addr, format!("redis://127.0.0.1:{port}/0")).standard_routes();
-    let proxy = Proxy::start(&config.to_toml());
-    let (status, text) = readyz(&proxy).await;
+    let h = Harness::new()
+        .redis_url(&format!("redis://127.0.0.1:{port}/0"))
+        .start()
+        .await;
+    let proxy = &h.proxy;
+    let (status, text) = readyz(proxy).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
     // Public routes work without a store.
     let public = client().get(proxy.url("/public")).send().await.unwrap();
     assert_eq!(public.status(), StatusCode::OK);
 
     let _redis = RedisServer::start_on(port);
-    wait_ready(&proxy, StatusCode::OK, "ready").await;
-    let cookie = login(&proxy).await.1.expect("a cookie once Redis is there");
+    wait_ready(proxy, StatusCode::OK, "ready").await;
+    let cookie = login(proxy).await.1.expect("a cookie once Redis is there");
     let resp = client()
         .get(proxy.url("/"))
         .header("cookie", format!("{COOKIE}={cookie}"))
@@ -200,21 +197,21 @@ async fn sessiongate_starts_without_redis_and_becomes_ready_when_it_appears() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_credentials_come_from_a_file_and_a_wrong_one_is_refused() {
     let redis = RedisServer::start_with_password("s3cret-pass");
-    let upstream = EchoUpstream::start("app").await;
+    let url = redis.url();
     let secrets = tempfile::tempdir().unwrap();
     let good = secrets.path().join("redis.pass");
     std::fs::write(&good, "s3cret-pass\n").unwrap();
     let bad = secrets.path().join("wrong.pass");
     std::fs::write(&bad, "guess").unwrap();
 
-    let config = |file: &std::path::Path| {
-        let mut c = TestConfig::redis(upstream.addr, redis.url()).standard_routes();
-        c.store_extra = format!("password_file = \"{}\"", file.display());
-        c.to_toml()
-    };
-    let proxy = Proxy::start(&config(&good));
-    wait_ready(&proxy, StatusCode::OK, "ready").await;
-    let cookie = login(&proxy).await.1.expect("authenticated writes work");
+    let h = Harness::new()
+        .redis_server(redis)
+        .store(|s| s.password_file(&good))
+        .start()
+        .await;
+    let proxy = &h.proxy;
+    wait_ready(proxy, StatusCode::OK, "ready").await;
+    let cookie = login(proxy).await.1.expect("authenticated writes work");
     let resp = client()
         .get(proxy.url("/"))
         .header("cookie", format!("{COOKIE}={cookie}"))
@@ -227,10 +224,16 @@ async fn redis_credentials_come_from_a_file_and_a_wrong_one_is_refused() {
         "the password reached the log"
     );
 
-    let wrong = Proxy::start(&config(&bad));
-    let (status, _) = readyz(&wrong).await;
+    // A second proxy on the same Redis and the same upstream, with the wrong password.
+    let wrong = Harness::new()
+        .backend(h.upstream().addr)
+        .redis_url(&url)
+        .store(|s| s.password_file(&bad))
+        .start()
+        .await;
+    let (status, _) = readyz(&wrong.proxy).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    let (status, cookie) = login(&wrong).await;
+    let (status, cookie) = login(&wrong.proxy).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(cookie.is_none());
 }

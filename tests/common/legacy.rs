@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::poll::eventually_blocking;
 use super::proc::{free_port, wait_for_port};
 
 /// Where Debian's `tomcat10` package keeps Tomcat (`CATALINA_HOME`).
@@ -260,30 +261,27 @@ impl LegacyServer {
     }
 
     /// Polls `GET /` until it answers 200 or `deadline` passes (Tomcat: the JSP is compiled on
-    /// the first request that reaches it).
+    /// the first request that reaches it). Answers other than 200 go to the test's output (the
+    /// logs follow from `drop` if it fails).
     fn wait_until_answers(&mut self, deadline: Instant) {
         let mut last = String::new();
-        while Instant::now() < deadline {
+        let limit = deadline.saturating_duration_since(Instant::now());
+        let what = format!("{} did not answer 200 within {TOMCAT_READY:?}", self.name());
+        eventually_blocking(limit, &what, || {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{} exited with {status} before answering:\n{}",
-                    self.name(),
-                    self.logs()
-                );
+                panic!("{} exited with {status} before answering", self.name());
             }
-            match blocking_get(self.addr, "/__ready", deadline) {
-                Ok(text) if text.starts_with("HTTP/1.1 200") => return,
-                Ok(text) => last = text,
-                Err(e) => last = e.to_string(),
+            let answer = match blocking_get(self.addr, "/__ready", deadline) {
+                Ok(text) if text.starts_with("HTTP/1.1 200") => return true,
+                Ok(text) => text,
+                Err(e) => e.to_string(),
+            };
+            if answer != last {
+                eprintln!("{} answered: {answer}", self.name());
+                last = answer;
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "{} did not answer 200 within {:?}; last answer: {last}\n{}",
-            self.name(),
-            TOMCAT_READY,
-            self.logs()
-        );
+            false
+        });
     }
 }
 

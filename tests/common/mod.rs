@@ -1,22 +1,36 @@
 //! Test harness: real processes on ephemeral ports. A `redis-server` the test starts itself,
 //! an echo upstream (a real HTTP server that reports the headers it received and answers with
 //! headers the test asks for), real legacy web servers (Tomcat, lighttpd CGI, PHP; see
-//! `legacy`), and the real `sessiongate` binary. Every child is killed on drop.
+//! `legacy`), and the real `sessiongate` binary. Every child is killed on drop. `harness`
+//! composes them into what a test runs; `poll` is how a test waits for a state.
 #![allow(dead_code, unused_imports)]
 
 pub mod config;
 pub mod echo;
-pub mod fixture;
+pub mod harness;
 pub mod legacy;
+pub mod poll;
 pub mod proc;
 pub mod topology;
 
-pub use config::TestConfig;
+pub use config::COOKIE;
 pub use echo::{Echo, EchoUpstream};
-pub use fixture::{verify, Fixture, Reply, Store};
-pub use proc::{command_calls_on, free_port, Proxy, RedisServer};
+pub use harness::{Harness, RawReply, Reply, Route, Running};
+pub use poll::{eventually, eventually_async, eventually_blocking, within};
+pub use proc::{command_calls_on, free_port, unix_socket_listening, Proxy, RedisServer};
 
+use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// Verifies an assertion as an upstream would (audience "app", issuer "sessiongate").
+pub fn verify(token: &str) -> serde_json::Value {
+    let mut v = Validation::new(Algorithm::HS256);
+    v.set_audience(&["app"]);
+    v.set_issuer(&["sessiongate"]);
+    decode::<serde_json::Value>(token, &DecodingKey::from_secret(config::KEY.as_bytes()), &v)
+        .expect("the assertion verifies with the shared key")
+        .claims
+}
 
 /// An HTTP client that follows no redirects and keeps no cookies: tests see every response.
 pub fn client() -> reqwest::Client {
@@ -59,18 +73,6 @@ pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         );
     }
     map
-}
-
-/// Polls `check` every 20 ms until it returns true or `timeout` passes.
-pub async fn eventually(timeout: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    check()
 }
 
 /// Sends raw bytes as one HTTP/1.1 request (with `Connection: close`) and returns the status

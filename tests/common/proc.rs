@@ -6,7 +6,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::poll::eventually_blocking;
 
 /// A port that was free a moment ago (bind to port 0, read it, release it),
 /// never one this test binary has handed out before: the kernel may offer a
@@ -25,21 +27,17 @@ pub fn free_port() -> u16 {
 }
 
 pub fn wait_for_port(port: u16, child: &mut Child, what: &str, log: Option<&PathBuf>) {
-    let deadline = Instant::now() + Duration::from_secs(20);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-            return;
-        }
+    let failure = format!("{what} did not listen on port {port}");
+    eventually_blocking(Duration::from_secs(20), &failure, || {
         if let Ok(Some(status)) = child.try_wait() {
             let logs = log
                 .and_then(|p| std::fs::read_to_string(p).ok())
                 .unwrap_or_default();
             panic!("{what} exited with {status} before listening on {port}:\n{logs}");
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{what} did not listen on port {port} within 20 s");
+        TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+    });
 }
 
 /// Calls of one command so far on the server behind `conn`, from `INFO commandstats`.
@@ -54,6 +52,23 @@ pub fn command_calls_on(conn: &mut redis::Connection, command: &str) -> u64 {
         .and_then(|rest| rest.split(',').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// Whether a Unix socket at `path` is listening (accepts connections), from
+/// `/proc/net/unix`: without connecting to it, which would hand the listener a connection.
+pub fn unix_socket_listening(path: &std::path::Path) -> bool {
+    // Columns: Num RefCount Protocol Flags Type St Inode Path; flag 0x10000 is __SO_ACCEPTCON.
+    let path = path.display().to_string();
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.len() >= 8
+                && fields[7] == path
+                && u32::from_str_radix(fields[3], 16).is_ok_and(|f| f & 0x10000 != 0)
+        })
 }
 
 pub fn signal(child: &Child, signal: &str) {
@@ -208,9 +223,17 @@ impl Proxy {
             .expect("writes config");
         let log = dir.path().join("sessiongate.log");
         let mut child = Self::spawn(&dir, &log, args);
+        // Ready once both listeners are up: the admin listener may come a moment after the
+        // public one, and a test that asks /readyz first must not find it refused.
         wait_for_port(port, &mut child, "sessiongate", Some(&log));
-        // The admin listener is a service of its own and may come up a moment later.
-        wait_for_port(admin_port, &mut child, "sessiongate (admin)", Some(&log));
+        if text.contains(&format!("127.0.0.1:{admin_port}")) {
+            wait_for_port(
+                admin_port,
+                &mut child,
+                "sessiongate's admin listener",
+                Some(&log),
+            );
+        }
         Proxy {
             port,
             admin_port,
@@ -291,17 +314,11 @@ impl Proxy {
             .status()
             .expect("kill runs");
         assert!(sent.success(), "SIGTERM could not be sent");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waits") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sessiongate did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually_blocking(
+            Duration::from_secs(30),
+            "sessiongate did not exit after SIGTERM",
+            || self.child.try_wait().expect("waits"),
+        )
     }
 
     /// Everything the proxy has logged so far.

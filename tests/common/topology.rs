@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::poll::eventually_blocking;
 use super::proc::{free_port, wait_for_port, RedisServer};
 
 /// A CA, a server certificate for 127.0.0.1 / localhost and a client certificate, as PEM files.
@@ -149,16 +150,12 @@ fn connect(url: &str, tls: Option<&TlsFiles>) -> redis::Connection {
         .expect("connects")
 }
 
-/// Polls `check` every 50 ms for up to `limit`; panics with `what` if it never holds.
-pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+/// Polls `check` (with the one poller) for up to `limit`; fails with `what` if it never holds.
+/// Returns how long it took.
+pub fn wait_until(limit: Duration, what: &str, check: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what}: not within {limit:?}");
+    eventually_blocking(limit, what, check);
+    start.elapsed()
 }
 
 /// One master, one replica and three sentinels (`down-after-milliseconds` 1000) watching them
