@@ -81,6 +81,7 @@ volume="$work/etc-sessiongate"
 mkdir -p "$volume/secrets"
 cp "$root/usr/local/share/sessiongate/production.toml" "$volume/sessiongate.toml"
 head -c 48 /dev/urandom | base64 >"$volume/secrets/k1.key"
+head -c 48 /dev/urandom | base64 >"$volume/secrets/cookie.key"
 head -c 32 /dev/urandom | base64 >"$volume/secrets/admin.token"
 head -c 24 /dev/urandom | base64 >"$volume/secrets/redis.pass"
 if out="$("$bin" --check "$volume/sessiongate.toml" 2>&1)"; then

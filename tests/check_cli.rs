@@ -125,6 +125,7 @@ fn broken_config_lists_every_problem_and_exits_2() {
         "server.threads: must be between 1 and 1024",
         "session.cookie_name: a __Host- cookie requires secure = true",
         "session.renew_below: must be less than session.idle_timeout (1h)",
+        "session.cookie_keys: the Redis store needs at least one cookie key",
         "store.url: is not a Redis URL",
         "store.command_timeout: must be greater than zero",
         "identity.insecure_signing_key: the signing key has 5 bytes; HS256 keys need at least 32",

@@ -24,6 +24,9 @@ threads = 1
 [session]
 cookie_name = "__Host-sid"
 
+[[session.cookie_keys]]
+insecure_value = "cookie-key-0123456789abcdefghijklmnop"
+
 [store]
 kind = "memory"
 
@@ -1593,6 +1596,50 @@ const SERVER: &[Refused] = &[
 /// Rules of [session]: one change to the base file, the one problem it makes.
 const SESSION: &[Refused] = &[
     Refused {
+        name: "redis_needs_a_cookie_key",
+        edits: &[
+            RemoveSection("[[session.cookie_keys]]"),
+            Str("[store]", "kind", "redis"),
+        ],
+        path: "session.cookie_keys",
+        fragment: "the Redis store needs at least one cookie key",
+    },
+    Refused {
+        name: "cookie_key_too_short",
+        edits: &[Str("[[session.cookie_keys]]", "insecure_value", "short")],
+        path: "session.cookie_keys[0].insecure_value",
+        fragment: "the cookie key has 5 bytes; it needs at least 32",
+    },
+    Refused {
+        name: "cookie_key_with_two_sources",
+        edits: &[Str("[[session.cookie_keys]]", "env", "SG_COOKIE_KEY")],
+        path: "session.cookie_keys[0]",
+        fragment: "set exactly one of file, env or insecure_value",
+    },
+    Refused {
+        name: "cookie_key_without_a_source",
+        edits: &[Remove("[[session.cookie_keys]]", "insecure_value")],
+        path: "session.cookie_keys[0]",
+        fragment: "set exactly one of file, env or insecure_value",
+    },
+    Refused {
+        name: "cookie_key_file_missing",
+        edits: &[
+            Remove("[[session.cookie_keys]]", "insecure_value"),
+            Str("[[session.cookie_keys]]", "file", "/nonexistent/cookie.key"),
+        ],
+        path: "session.cookie_keys[0].file",
+        fragment: "cannot read /nonexistent/cookie.key",
+    },
+    Refused {
+        name: "second_cookie_key_too_short",
+        edits: &[Append(
+            "[[session.cookie_keys]]\ninsecure_value = \"short\"",
+        )],
+        path: "session.cookie_keys[1].insecure_value",
+        fragment: "the cookie key has 5 bytes",
+    },
+    Refused {
         name: "max_claims_bytes_is_bounded[0]",
         edits: &[Set("[session]", "max_claims_bytes", "0")],
         path: "session.max_claims_bytes",
@@ -2751,6 +2798,16 @@ const CACHE: &[Refused] = &[
 
 /// Files that must load: one change to the base file each (the other side of a rule).
 const ACCEPTED: &[Accepted] = &[
+    Accepted {
+        name: "memory_store_without_cookie_keys",
+        edits: &[RemoveSection("[[session.cookie_keys]]")],
+    },
+    Accepted {
+        name: "cookie_key_rotation",
+        edits: &[Append(
+            "[[session.cookie_keys]]\ninsecure_value = \"an-older-cookie-key-0123456789abcdef\"",
+        )],
+    },
     Accepted {
         name: "base_config_is_valid",
         edits: &[],

@@ -91,7 +91,15 @@ async fn spoofed_identity_never_reaches_the_upstream_on_any_route() {
 async fn bad_cookies_mean_no_session_and_no_store_call() {
     let fx = Harness::new().redis().start().await;
     let good = fx.login("alice").await;
-    let other = SessionId::generate().unwrap().encode();
+    let other = signed(&SessionId::generate().unwrap());
+    // A well-formed id without its MAC (as an older cookie or a guess would be), and one
+    // signed under a key the proxy does not have.
+    let bare = SessionId::generate().unwrap().encode();
+    let foreign = sessiongate::cookie::CookieCodec::new(&["another-key-0123456789abcdefghijklmn"])
+        .encode(&SessionId::generate().unwrap());
+    let mut tampered = good.clone().into_bytes();
+    tampered[10] = if tampered[10] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
     let gets_before = fx.redis().command_calls("get");
 
     let long = "A".repeat(6000);
@@ -100,8 +108,11 @@ async fn bad_cookies_mean_no_session_and_no_store_call() {
         ("oversized", format!("{COOKIE}={long}")),
         ("one char long", format!("{COOKIE}={good}A")),
         ("quoted", format!("{COOKIE}=\"{good}\"")),
-        ("bad alphabet", format!("{COOKIE}={}", "+".repeat(43))),
+        ("bad alphabet", format!("{COOKIE}={}", "+".repeat(64))),
         ("empty", format!("{COOKIE}=")),
+        ("an id without its MAC", format!("{COOKIE}={bare}")),
+        ("signed under another key", format!("{COOKIE}={foreign}")),
+        ("one character changed", format!("{COOKIE}={tampered}")),
         (
             "duplicated, both well formed",
             format!("{COOKIE}={good}; {COOKIE}={other}"),
@@ -150,8 +161,8 @@ async fn bad_cookies_mean_no_session_and_no_store_call() {
             "the session cookie never goes upstream"
         );
     }
-    // A well-formed id the store does not know costs one lookup and is cleared.
-    let unknown = SessionId::generate().unwrap().encode();
+    // A signed id the store does not know (ended, or expired) costs one lookup and is cleared.
+    let unknown = signed(&SessionId::generate().unwrap());
     let reply = fx.request("/", Some(&unknown), &[]).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(fx.redis().command_calls("get"), gets_before + 1);

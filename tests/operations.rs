@@ -77,9 +77,7 @@ async fn metrics_count_real_traffic_and_pass_promtool() {
     fx.request("/page", Some(&cookie), &[("x-auth-user", "mallory")])
         .await;
     // Unknown and malformed cookies.
-    let unknown = sessiongate::session::SessionId::generate()
-        .unwrap()
-        .encode();
+    let unknown = signed(&sessiongate::session::SessionId::generate().unwrap());
     assert_eq!(fx.request("/page", Some(&unknown), &[]).await.status, 401);
     assert_eq!(fx.request("/page", Some("%%bad"), &[]).await.status, 401);
     // A malformed control header is ignored and counted.
@@ -250,9 +248,7 @@ async fn the_admin_api_needs_the_token_and_revokes_sessions() {
     assert!(!body.to_string().contains(&first) && !body.to_string().contains(&second));
 
     // Revoke one: its cookie is refused on the next request, the other still works.
-    let first_hash = sessiongate::session::SessionId::parse(first.as_bytes())
-        .unwrap()
-        .store_key();
+    let first_hash = session_id(&first).store_key();
     assert!(hashes.contains(&first_hash.as_str()));
     let path = format!("/admin/sessions/{}", first_hash.as_str());
     let (status, body) = admin(&fx, reqwest::Method::DELETE, &path, Some(TOKEN)).await;
@@ -317,35 +313,11 @@ async fn without_a_token_the_admin_api_is_off() {
     assert_eq!(body["error"], "admin_api_disabled");
 }
 
-/// Sends SIGHUP and waits for the reload's log line (`success` or `failure`).
-async fn reload(fx: &Running, outcome: &str) {
-    let needle = match outcome {
-        "success" => "configuration reloaded",
-        _ => "configuration reload refused",
-    };
-    let before = fx.proxy.log_lines_with(needle).len();
-    fx.proxy.signal("-HUP");
-    eventually(DEADLINE, &format!("no reload {outcome} logged"), || {
-        fx.proxy.log_lines_with(needle).len() > before
-    })
-    .await;
-}
-
-/// Waits until the proxy listens for SIGHUP (its control service has started).
-async fn wait_for_reload_handler(fx: &Running) {
-    eventually(DEADLINE, "the SIGHUP handler never started", || {
-        !fx.proxy
-            .log_lines_with("reloads the configuration on SIGHUP")
-            .is_empty()
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_a_valid_config_and_refuses_a_broken_one() {
     let upstream_b = EchoUpstream::start("b").await;
     let fx = Harness::new().start().await;
-    wait_for_reload_handler(&fx).await;
+    fx.wait_for_reload_handler().await;
     let cookie = fx.login("alice").await;
     let original = std::fs::read_to_string(fx.proxy.config_path()).unwrap();
     assert_eq!(fx.request("/docs", None, &[]).await.status, 401);
@@ -369,7 +341,7 @@ async fn sighup_swaps_a_valid_config_and_refuses_a_broken_one() {
         })
         .await;
         std::fs::write(fx.proxy.config_path(), &changed).unwrap();
-        reload(&fx, "success").await;
+        fx.reload(true).await;
     };
     let (slow, ()) = tokio::join!(slow, reloading);
     assert_eq!(slow.status, 200, "the in-flight request was dropped");
@@ -400,7 +372,7 @@ async fn sighup_swaps_a_valid_config_and_refuses_a_broken_one() {
         changed.replace("[[route]]", "[[rout]]"),
     )
     .unwrap();
-    reload(&fx, "failure").await;
+    fx.reload(false).await;
     assert_eq!(fx.request("/docs", None, &[]).await.status, 200);
     assert_eq!(fx.request("/page", Some(&cookie), &[]).await.status, 200);
     let all = samples(&scrape(&fx).await);
@@ -458,9 +430,7 @@ async fn the_access_log_is_json_with_a_request_id_and_no_secrets() {
     assert_eq!(fields["lookup"], "store_hit");
     assert_eq!(fields["sub"], "alice");
     let tag = fields["session"].as_str().unwrap();
-    let hash = sessiongate::session::SessionId::parse(cookie.as_bytes())
-        .unwrap()
-        .store_key();
+    let hash = session_id(&cookie).store_key();
     assert_eq!(tag.len(), 12);
     assert!(hash.as_str().starts_with(tag));
     assert!(fields["duration_ms"].as_f64().unwrap() > 0.0);

@@ -41,7 +41,11 @@ async fn a_newcomer_logs_in_sees_their_identity_and_logs_out() {
         .replace("127.0.0.1:8080", "127.0.0.1:{port}")
         .replace("127.0.0.1:9091", "127.0.0.1:{admin_port}")
         .replace("127.0.0.1:8000", &format!("127.0.0.1:{demo_port}"))
-        .replace("\"keys/demo-k1.key\"", &format!("\"{key_file}\""));
+        .replace("\"keys/demo-k1.key\"", &format!("\"{key_file}\""))
+        .replace(
+            "\"keys/demo-cookie.key\"",
+            &format!("\"{root}/conf/keys/demo-cookie.key\""),
+        );
     let proxy = Proxy::start(&text);
     let http = client();
     // wait for the demo app behind the proxy

@@ -54,6 +54,7 @@ fn settings(format: RecordFormat) -> SessionSettings {
         renew_below: Duration::from_secs(900),
         format,
         max_claims_bytes: 4096,
+        cookie_keys: Vec::new(),
     }
 }
 

@@ -76,9 +76,7 @@ async fn serve_stale_honours_cached_sessions_while_redis_is_dead() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     // A cookie whose session was never cached cannot be vouched for.
-    let unknown = sessiongate::session::SessionId::generate()
-        .unwrap()
-        .encode();
+    let unknown = signed(&sessiongate::session::SessionId::generate().unwrap());
     assert_eq!(
         fx.request("/stale", Some(&unknown), &[]).await.status,
         StatusCode::SERVICE_UNAVAILABLE

@@ -41,6 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "benches" / "load"
+# The key sessiongate signs session cookies with; the preloaded cookies are signed with it too.
+COOKIE_KEY = ROOT / "conf" / "keys" / "demo-cookie.key"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Proxy worker threads (sessiongate, Pingora) and nginx worker processes.
 THREADS = 2
@@ -355,6 +357,9 @@ shutdown_grace = "1s"
 [session]
 # Defaults: __Host-sid, Secure, idle 30m, absolute 12h, renew below 15m, MessagePack.
 
+[[session.cookie_keys]]
+file = "{COOKIE_KEY}"
+
 [store]
 kind = "redis"
 url = "redis://127.0.0.1:{redis_port}/0"
@@ -543,7 +548,8 @@ def run(args, mode, exes, workdir, procs, started):
     for name, count, due in mode["sets"]:
         path = workdir / f"cookies-{name}.txt"
         argv = [exes["load_preload"], "--redis", f"redis://127.0.0.1:{ports['redis']}/0",
-                "--prefix", "sg:", "--sessions", str(count), "--cookies", str(path)]
+                "--prefix", "sg:", "--sessions", str(count), "--cookies", str(path),
+                "--cookie-key-file", str(COOKIE_KEY)]
         if due:
             argv.append("--renewal-due")
             due_sessions += count

@@ -7,7 +7,8 @@
 //! user set `{prefix}u:{sub}`; the writes go in pipelines of a few thousand commands.
 //!
 //! `benches/load/run.sh` runs it as
-//! `load_preload --redis URL --prefix sg: --sessions N --cookies FILE [--renewal-due]`.
+//! `load_preload --redis URL --prefix sg: --sessions N --cookies FILE --cookie-key-file KEY
+//! [--renewal-due]`.
 //! Without `--redis` and `--cookies` it exits at once with success, because
 //! `cargo test --benches` runs every bench binary with no arguments.
 
@@ -40,6 +41,8 @@ struct Options {
     cookies: String,
     renewal_due: bool,
     claims_bytes: usize,
+    /// The cookie key sessiongate is configured with: the cookies written are signed with it.
+    cookie_key: Vec<u8>,
 }
 
 fn options() -> Result<Option<Options>, String> {
@@ -49,6 +52,7 @@ fn options() -> Result<Option<Options>, String> {
     let mut sessions = 1usize;
     let mut renewal_due = false;
     let mut claims_bytes = 200usize;
+    let mut cookie_key_file = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -61,19 +65,32 @@ fn options() -> Result<Option<Options>, String> {
             "--sessions" => sessions = number("--sessions", value("--sessions")?)?,
             "--claims-bytes" => claims_bytes = number("--claims-bytes", value("--claims-bytes")?)?,
             "--renewal-due" => renewal_due = true,
+            "--cookie-key-file" => cookie_key_file = Some(value("--cookie-key-file")?),
             // `cargo bench` passes `--bench`; nothing else is meant for this tool.
             _ => {}
         }
     }
+    let read_key = |path: &str| -> Result<Vec<u8>, String> {
+        let mut key = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+        while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            key.pop();
+        }
+        Ok(key)
+    };
     Ok(match (redis, cookies) {
-        (Some(redis), Some(cookies)) => Some(Options {
-            redis,
-            prefix,
-            sessions,
-            cookies,
-            renewal_due,
-            claims_bytes,
-        }),
+        (Some(redis), Some(cookies)) => {
+            Some(Options {
+                cookie_key: read_key(cookie_key_file.as_deref().ok_or(
+                    "--cookie-key-file is needed (the key sessiongate signs cookies with)",
+                )?)?,
+                redis,
+                prefix,
+                sessions,
+                cookies,
+                renewal_due,
+                claims_bytes,
+            })
+        }
         _ => None,
     })
 }
@@ -103,6 +120,7 @@ fn preload(o: &Options) -> Result<(), String> {
         .map_err(|e| format!("connecting to {}: {e}", o.redis))?;
     let file = File::create(&o.cookies).map_err(|e| format!("{}: {e}", o.cookies))?;
     let mut cookies = BufWriter::new(file);
+    let codec = sessiongate::cookie::CookieCodec::new(&[&o.cookie_key]);
     let now = now_ms();
     let born = if o.renewal_due {
         now - RENEWAL_DUE_AGE.as_millis() as u64
@@ -140,7 +158,8 @@ fn preload(o: &Options) -> Result<(), String> {
                 .arg(&user_key)
                 .arg(record.deadlines.absolute.saturating_sub(now).max(1))
                 .ignore();
-            writeln!(cookies, "{}", id.encode()).map_err(|e| format!("{}: {e}", o.cookies))?;
+            writeln!(cookies, "{}", codec.encode(&id))
+                .map_err(|e| format!("{}: {e}", o.cookies))?;
         }
         pipe.query::<()>(&mut redis)
             .map_err(|e| format!("writing sessions: {e}"))?;

@@ -69,6 +69,21 @@ pub struct RawSession {
     pub format: Option<RecordFormat>,
     /// The most bytes a session's claims take as JSON.
     pub max_claims_bytes: Option<usize>,
+    /// The keys of the cookie's MAC: the first signs, every one verifies.
+    #[serde(default)]
+    pub cookie_keys: Vec<RawSecret>,
+}
+
+/// A secret named by one of its sources.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    /// A file holding it (trailing newline ignored), relative to the configuration's directory.
+    pub file: Option<String>,
+    /// An environment variable holding it.
+    pub env: Option<String>,
+    /// Inline, for demos only: the name says what it is.
+    pub insecure_value: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

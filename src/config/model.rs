@@ -89,6 +89,8 @@ pub struct SessionSettings {
     /// The most bytes a session's claims take serialised as JSON; larger logins and updates
     /// are refused as malformed.
     pub max_claims_bytes: usize,
+    /// The keys that sign (the first) and verify (all) the cookie's value.
+    pub cookie_keys: Vec<SecretBytes>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

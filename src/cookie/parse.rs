@@ -1,8 +1,9 @@
 //! Reads the session cookie from every `Cookie` header of a request (HTTP/2 splits cookies into
-//! several headers; they are one list). Strict on purpose: a value that is not exactly an id,
-//! or a name that appears twice (cookie tossing), means "no session" without touching the store
-//! (docs/protocol.md).
+//! several headers; they are one list). Strict on purpose: a value that is not exactly a signed
+//! id whose MAC verifies, or a name that appears twice (cookie tossing), means "no session"
+//! without touching the store (docs/protocol.md).
 
+use super::CookieCodec;
 use crate::session::SessionId;
 
 /// What the request says about the session cookie.
@@ -10,7 +11,8 @@ use crate::session::SessionId;
 pub enum SessionCookie {
     Absent,
     Valid(SessionId),
-    /// Present, but not a well-formed id (wrong length, alphabet, quoting...).
+    /// Present, but not a signed id whose MAC verifies (forged, wrong length, alphabet,
+    /// quoting...).
     Malformed,
     /// Present more than once: never "take the first".
     Duplicate,
@@ -35,8 +37,12 @@ fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// Scans the values of every `Cookie` header for the cookie called `name`.
-pub fn scan<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> CookieScan {
+/// Scans the values of every `Cookie` header for the cookie called `name`, verified by `codec`.
+pub fn scan<'a>(
+    headers: impl IntoIterator<Item = &'a [u8]>,
+    name: &str,
+    codec: &CookieCodec,
+) -> CookieScan {
     let name = name.as_bytes();
     let mut found: Option<&[u8]> = None;
     let mut count = 0usize;
@@ -67,9 +73,9 @@ pub fn scan<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Cook
     }
     let session = match (count, found) {
         (0, _) | (_, None) => SessionCookie::Absent,
-        (1, Some(value)) => {
-            SessionId::parse(value).map_or(SessionCookie::Malformed, SessionCookie::Valid)
-        }
+        (1, Some(value)) => codec
+            .decode(value)
+            .map_or(SessionCookie::Malformed, SessionCookie::Valid),
         _ => SessionCookie::Duplicate,
     };
     let forwarded = (count > 0).then_some(others);
@@ -82,10 +88,18 @@ mod tests {
 
     const NAME: &str = "__Host-sid";
 
+    fn codec() -> CookieCodec {
+        CookieCodec::new(&[b"cookie-key-0123456789abcdefghijklmnop"])
+    }
+
     fn id() -> (SessionId, String) {
         let id = SessionId::generate().unwrap();
-        let s = id.encode();
+        let s = codec().encode(&id);
         (id, s)
+    }
+
+    fn scan<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> CookieScan {
+        super::scan(headers, name, &codec())
     }
 
     #[test]
@@ -151,11 +165,17 @@ mod tests {
     fn malformed_values_are_not_sessions() {
         let (_, v) = id();
         let long = "A".repeat(4096);
-        let plus = "+".repeat(43);
-        let truncated = &v[..42];
+        let plus = "+".repeat(64);
+        let truncated = &v[..63];
         let extended = format!("{v}x");
         let quoted = format!("\"{v}\"");
-        for value in ["", "short", truncated, &extended, &quoted, &long, &plus] {
+        // A well-formed id without its MAC, and one signed under another key.
+        let bare = SessionId::generate().unwrap().encode();
+        let foreign = CookieCodec::new(&[b"another-key-0123456789abcdefghijklmn"])
+            .encode(&SessionId::generate().unwrap());
+        for value in [
+            "", "short", truncated, &extended, &quoted, &long, &plus, &bare, &foreign,
+        ] {
             let header = format!("{NAME}={value}");
             assert_eq!(
                 scan([header.as_bytes()], NAME).session,

@@ -262,6 +262,7 @@ pub async fn run(
     let scan = cookie::scan(
         req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
         state.cookies.name(),
+        state.cookies.codec(),
     );
     ctx.forwarded_cookie = scan.forwarded;
     ctx.session = match scan.session {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::HeaderName;
 
 use crate::config::Config;
-use crate::cookie::CookieWriter;
+use crate::cookie::{CookieCodec, CookieWriter};
 use crate::identity::{ProtectedNamespace, Signer};
 use crate::inbound::TrustedProxies;
 use crate::routing::RouteTable;
@@ -36,6 +36,22 @@ pub struct GatewayState {
     pub mapped_claims: Vec<String>,
     /// Whose forwarding headers are believed.
     pub trusted: TrustedProxies,
+}
+
+/// The codec for the configured cookie keys, or, when none is configured (the memory store),
+/// a key of this process's own: drawn once, kept across reloads, gone at exit like the
+/// sessions it signs.
+fn cookie_codec(keys: &[crate::config::model::SecretBytes]) -> CookieCodec {
+    static PROCESS_KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    if keys.is_empty() {
+        let key = PROCESS_KEY.get_or_init(|| {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).expect("the OS random source works");
+            key
+        });
+        return CookieCodec::new(&[key]);
+    }
+    CookieCodec::new(&keys.iter().map(|k| k.0.as_slice()).collect::<Vec<_>>())
 }
 
 impl GatewayState {
@@ -83,7 +99,10 @@ impl GatewayState {
                 &identity.signing_key.0,
                 identity.assertion_ttl.as_secs(),
             ),
-            cookies: CookieWriter::new(config.session.cookie.clone()),
+            cookies: CookieWriter::new(
+                config.session.cookie.clone(),
+                cookie_codec(&config.session.cookie_keys),
+            ),
             sessions: Sessions::new(backend, config.session.clone(), mapped_claims.clone()),
             mapped_claims,
             config,

@@ -25,7 +25,18 @@ impl SessionId {
         Ok(SessionId(bytes))
     }
 
-    /// Parses a cookie value; anything but exactly 43 canonical base64url characters is `None`.
+    /// An id from its 32 bytes (as a verified cookie carries them).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        SessionId(bytes)
+    }
+
+    /// The id's 32 bytes (for the cookie MAC).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Parses the id's own encoding; anything but exactly 43 canonical base64url characters is
+    /// `None`. (The cookie carries the id with a MAC: `cookie::CookieCodec`.)
     pub fn parse(value: &[u8]) -> Option<Self> {
         if value.len() != ENCODED_LEN {
             return None;
@@ -37,7 +48,8 @@ impl SessionId {
         }
     }
 
-    /// The cookie value. Only the Set-Cookie writer should call this.
+    /// The id in unpadded base64url: what `H(id)` hashes. Never a log line; the cookie value
+    /// is this id with a MAC (`cookie::CookieCodec`).
     pub fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)
     }

@@ -140,6 +140,7 @@ mod tests {
             renew_below: Duration::from_secs(900),
             format: RecordFormat::MessagePack,
             max_claims_bytes: 4096,
+            cookie_keys: Vec::new(),
         };
         Sessions::new(
             Backend::over(Arc::new(MemoryStore::new(100))),

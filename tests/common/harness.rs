@@ -132,6 +132,8 @@ pub struct Session {
     renew_below: Option<String>,
     format: RecordFormat,
     lines: Lines,
+    /// The cookie keys, inline, the signing one first (default: the test key).
+    cookie_keys: Vec<String>,
 }
 
 impl Default for Session {
@@ -142,11 +144,26 @@ impl Default for Session {
             renew_below: None,
             format: RecordFormat::MessagePack,
             lines: Lines::default(),
+            cookie_keys: vec![super::config::COOKIE_KEY.to_string()],
         }
     }
 }
 
 impl Session {
+    /// Signs cookies with the first of `keys`, verifies them with all.
+    pub fn cookie_keys(mut self, keys: &[&str]) -> Self {
+        self.cookie_keys = keys.iter().map(|k| k.to_string()).collect();
+        self
+    }
+
+    /// The `[[session.cookie_keys]]` tables.
+    fn cookie_keys_toml(&self) -> String {
+        self.cookie_keys
+            .iter()
+            .map(|k| format!("[[session.cookie_keys]]\ninsecure_value = \"{k}\"\n"))
+            .collect()
+    }
+
     pub fn timeouts(mut self, idle: &str, absolute: &str) -> Self {
         self.idle = idle.into();
         self.absolute = absolute.into();
@@ -570,6 +587,7 @@ idle_timeout = "{idle}"
 absolute_timeout = "{absolute}"
 {renew}format = "{format}"
 {session}
+{cookie_keys}
 
 [store]
 {store}
@@ -594,6 +612,7 @@ backends = [{backends}]
             absolute = s.absolute,
             format = s.format_name(),
             session = s.lines.text(),
+            cookie_keys = s.cookie_keys_toml(),
             backends = backends.join(", "),
             upstream = self.upstream.lines.text(),
         );
@@ -858,6 +877,39 @@ impl Request<'_> {
 }
 
 impl Running {
+    /// Waits until the proxy listens for SIGHUP (its control service has started).
+    pub async fn wait_for_reload_handler(&self) {
+        super::eventually(
+            std::time::Duration::from_secs(10),
+            "the SIGHUP handler never started",
+            || {
+                !self
+                    .proxy
+                    .log_lines_with("reloads the configuration on SIGHUP")
+                    .is_empty()
+            },
+        )
+        .await;
+    }
+
+    /// Sends SIGHUP and waits for the reload's log line: `configuration reloaded` when
+    /// `success`, `configuration reload refused` otherwise.
+    pub async fn reload(&self, success: bool) {
+        let needle = if success {
+            "configuration reloaded"
+        } else {
+            "configuration reload refused"
+        };
+        let before = self.proxy.log_lines_with(needle).len();
+        self.proxy.signal("-HUP");
+        super::eventually(
+            std::time::Duration::from_secs(10),
+            &format!("no `{needle}` logged"),
+            || self.proxy.log_lines_with(needle).len() > before,
+        )
+        .await;
+    }
+
     /// The first echo upstream.
     pub fn upstream(&self) -> &EchoUpstream {
         self.backends
@@ -999,15 +1051,13 @@ impl Running {
 
     /// The store key of this cookie's session (`sg:s:<hash>`).
     pub fn session_key(&self, cookie: &str) -> String {
-        let key = SessionId::parse(cookie.as_bytes())
-            .expect("a session id")
-            .store_key();
+        let key = super::config::session_id(cookie).store_key();
         sessiongate::store::KeySchema::new(&self.key_prefix).session(&key)
     }
 
     /// The record Redis holds for this cookie, in the configured format.
     pub fn stored(&self, cookie: &str) -> Option<SessionRecord> {
-        SessionId::parse(cookie.as_bytes())?;
+        super::config::codec().decode(cookie.as_bytes())?;
         let raw: Option<Vec<u8>> = redis::cmd("GET")
             .arg(self.session_key(cookie))
             .query(&mut self.redis().connection())

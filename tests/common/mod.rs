@@ -13,7 +13,7 @@ pub mod poll;
 pub mod proc;
 pub mod topology;
 
-pub use config::COOKIE;
+pub use config::{codec, session_id, signed, COOKIE};
 pub use echo::{Echo, EchoUpstream};
 pub use harness::{Harness, RawReply, Reply, Route, Running};
 pub use poll::{eventually, eventually_async, eventually_blocking, within};

@@ -10,7 +10,7 @@ use http::HeaderName;
 
 use super::defaults;
 use super::problems::{positive, Problems};
-use super::secrets::{read_secret, Secret};
+use super::secrets::{read_secret, Secret, SecretKeys};
 use crate::config::file::RawIdentity;
 use crate::config::model::{IdentitySettings, SecretBytes};
 
@@ -83,7 +83,7 @@ fn read_key(raw: &RawIdentity, base: &Path, p: &mut Problems) -> Option<SecretBy
             insecure_inline: raw.insecure_signing_key.as_deref(),
             required: true,
         },
-        ("identity", "signing_key"),
+        SecretKeys::stem("identity", "signing_key"),
         base,
         p,
     )?;

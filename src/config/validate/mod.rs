@@ -24,7 +24,11 @@ use problems::Problems;
 pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
     let mut p = Problems::default();
     let server = server::check(&raw.server, base, &mut p);
-    let session = session::check(&raw.session, &mut p);
+    let redis = matches!(
+        raw.store.kind,
+        Some(crate::config::file::RawStoreKind::Redis)
+    );
+    let session = session::check(&raw.session, redis, base, &mut p);
     let store = store::check(&raw.store, base, &mut p);
     let identity = identity::check(&raw.identity, base, &mut p);
     let cache = cache::check(raw.cache.as_ref(), store.as_ref(), &mut p);

@@ -17,30 +17,65 @@ pub(super) struct Secret<'a> {
     pub required: bool,
 }
 
-/// The secret `{section}.{stem}_file`, `{section}.{stem}_env` or `{section}.insecure_{stem}`
-/// name, and the key path it came from. `None` when none is set (a problem if `required`), when
-/// several are set, or when the source cannot be read.
+/// The table a secret's keys are in and their names.
+pub(super) struct SecretKeys {
+    section: String,
+    file: String,
+    env: String,
+    inline: String,
+}
+
+impl SecretKeys {
+    /// `{stem}_file`, `{stem}_env` and `insecure_{stem}` in `section`.
+    pub fn stem(section: &str, stem: &str) -> Self {
+        SecretKeys {
+            section: section.to_string(),
+            file: format!("{stem}_file"),
+            env: format!("{stem}_env"),
+            inline: format!("insecure_{stem}"),
+        }
+    }
+
+    /// `file`, `env` and `insecure_value` in a table of their own (`section`).
+    pub fn table(section: String) -> Self {
+        SecretKeys {
+            section,
+            file: "file".into(),
+            env: "env".into(),
+            inline: "insecure_value".into(),
+        }
+    }
+}
+
+/// The secret one of the keys names, and the key path it came from. `None` when none is set
+/// (a problem if `required`), when several are set, or when the source cannot be read.
 pub(super) fn read_secret(
     secret: Secret<'_>,
-    (section, stem): (&str, &str),
+    keys: SecretKeys,
     base: &Path,
     p: &mut Problems,
 ) -> Option<(SecretBytes, String)> {
+    let SecretKeys {
+        section,
+        file: file_key,
+        env: env_key,
+        inline: inline_key,
+    } = keys;
     let set = [secret.file, secret.env, secret.insecure_inline]
         .iter()
         .filter(|s| s.is_some())
         .count();
     if set > 1 || (set == 0 && secret.required) {
         let message = if secret.required {
-            format!("set exactly one of {stem}_file, {stem}_env or insecure_{stem}")
+            format!("set exactly one of {file_key}, {env_key} or {inline_key}")
         } else {
-            format!("set either {stem}_file or {stem}_env, not both")
+            format!("set either {file_key} or {env_key}, not both")
         };
         p.add(section, message);
         return None;
     }
     if let Some(file) = secret.file {
-        let path = format!("{section}.{stem}_file");
+        let path = format!("{section}.{file_key}");
         let full = base.join(file);
         return match std::fs::read(&full) {
             Ok(mut bytes) => {
@@ -56,7 +91,7 @@ pub(super) fn read_secret(
         };
     }
     if let Some(var) = secret.env {
-        let path = format!("{section}.{stem}_env");
+        let path = format!("{section}.{env_key}");
         return match std::env::var(var) {
             Ok(value) => Some((SecretBytes(value.into_bytes()), path)),
             Err(_) => {
@@ -71,6 +106,6 @@ pub(super) fn read_secret(
     let inline = secret.insecure_inline?;
     Some((
         SecretBytes(inline.as_bytes().to_vec()),
-        format!("{section}.insecure_{stem}"),
+        format!("{section}.{inline_key}"),
     ))
 }

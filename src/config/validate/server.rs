@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::defaults;
 use super::problems::{parse_addr, Problems};
-use super::secrets::{read_secret, Secret};
+use super::secrets::{read_secret, Secret, SecretKeys};
 use crate::config::file::RawServer;
 use crate::config::model::ServerSettings;
 
@@ -60,7 +60,7 @@ pub(super) fn check(raw: &RawServer, base: &Path, p: &mut Problems) -> Option<Se
             insecure_inline: None,
             required: false,
         },
-        ("server", "admin_token"),
+        SecretKeys::stem("server", "admin_token"),
         base,
         p,
     )

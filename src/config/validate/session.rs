@@ -1,9 +1,12 @@
-//! `[session]`: the cookie, the timeouts, the record format and the claims bound.
+//! `[session]`: the cookie and its keys, the timeouts, the record format and the claims bound.
+
+use std::path::Path;
 
 use super::defaults;
 use super::problems::Problems;
+use super::secrets::{read_secret, Secret, SecretKeys};
 use crate::config::file::RawSession;
-use crate::config::model::{CookieSettings, RecordFormat, SameSite, SessionSettings};
+use crate::config::model::{CookieSettings, RecordFormat, SameSite, SecretBytes, SessionSettings};
 
 /// RFC 6265 cookie-name: an RFC 7230 token.
 fn is_token(s: &str) -> bool {
@@ -12,7 +15,54 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-pub(super) fn check(raw: &RawSession, p: &mut Problems) -> Option<SessionSettings> {
+/// The cookie keys: each from one source, at least `MIN_KEY_BYTES`. None is a key of the
+/// process's own (`cookie::CookieCodec` for the memory store); the Redis store needs them, as
+/// every instance must verify the others' cookies.
+fn cookie_keys(raw: &RawSession, redis: bool, base: &Path, p: &mut Problems) -> Vec<SecretBytes> {
+    if raw.cookie_keys.is_empty() && redis {
+        p.add(
+            "session.cookie_keys",
+            "the Redis store needs at least one cookie key (every instance verifies the others' cookies): add [[session.cookie_keys]] with file = \"...\" (e.g. `head -c 32 /dev/urandom | base64 > cookie.key`)",
+        );
+    }
+    raw.cookie_keys
+        .iter()
+        .enumerate()
+        .filter_map(|(i, key)| {
+            let at = format!("session.cookie_keys[{i}]");
+            let (bytes, path) = read_secret(
+                Secret {
+                    file: key.file.as_deref(),
+                    env: key.env.as_deref(),
+                    insecure_inline: key.insecure_value.as_deref(),
+                    required: true,
+                },
+                SecretKeys::table(at),
+                base,
+                p,
+            )?;
+            if bytes.0.len() < defaults::MIN_KEY_BYTES {
+                p.add(
+                    path,
+                    format!(
+                        "the cookie key has {} bytes; it needs at least {}",
+                        bytes.0.len(),
+                        defaults::MIN_KEY_BYTES
+                    ),
+                );
+                return None;
+            }
+            Some(bytes)
+        })
+        .collect()
+}
+
+pub(super) fn check(
+    raw: &RawSession,
+    redis: bool,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<SessionSettings> {
     let name = raw
         .cookie_name
         .clone()
@@ -114,5 +164,6 @@ pub(super) fn check(raw: &RawSession, p: &mut Problems) -> Option<SessionSetting
         renew_below,
         format,
         max_claims_bytes,
+        cookie_keys: cookie_keys(raw, redis, base, p),
     })
 }

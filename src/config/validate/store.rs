@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::defaults;
 use super::problems::{positive, Problems};
-use super::secrets::{read_secret, Secret};
+use super::secrets::{read_secret, Secret, SecretKeys};
 use crate::config::file::{RawRedisMode, RawStore, RawStoreKind};
 use crate::config::model::*;
 
@@ -139,7 +139,7 @@ pub(super) fn check(raw: &RawStore, base: &Path, p: &mut Problems) -> Option<Sto
                         insecure_inline: None,
                         required: false,
                     },
-                    ("store", "password"),
+                    SecretKeys::stem("store", "password"),
                     base,
                     p,
                 )
