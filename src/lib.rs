@@ -13,6 +13,7 @@ pub mod access_log;
 pub mod admin;
 pub mod cache;
 pub mod config;
+pub mod connection;
 pub mod cookie;
 pub mod header_names;
 pub mod identity;

@@ -34,6 +34,16 @@ pub mod lookup {
     ];
 }
 
+/// Why client connections were closed before a request was read, as
+/// `sessiongate_connections_refused_total{reason}` labels them.
+pub const CONNECTION_REFUSALS: [&str; 5] = [
+    "header_too_large",
+    "header_timeout",
+    "idle_timeout",
+    "too_many_connections",
+    "too_many_from_client",
+];
+
 /// Why sessions ended, as `sessiongate_sessions_destroyed_total{reason}` labels them.
 pub mod destroyed {
     pub const LOGOUT: &str = "logout";
@@ -78,6 +88,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub spoofed_headers: IntCounter,
     pub control_rejected: IntCounter,
+    pub connections_refused: IntCounterVec,
+    pub connections_open: IntGauge,
 }
 
 /// The process's metrics.
@@ -256,9 +268,23 @@ impl Metrics {
                 "sessiongate_control_headers_rejected_total",
                 "Upstream responses whose control headers were refused and ignored (malformed, oversized claims, a login on a route without accept_login) or whose Set-Cookie for the session cookie was removed.",
             ),
+            connections_refused: counter_vec(
+                &r,
+                "sessiongate_connections_refused_total",
+                "Client connections closed before a request was read, by reason: header_too_large (431), header_timeout (408), idle_timeout, too_many_connections and too_many_from_client (503).",
+                &["reason"],
+            ),
+            connections_open: gauge(
+                &r,
+                "sessiongate_client_connections",
+                "Client connections held now, under server.max_connections.",
+            ),
             registry: r,
         };
         // Known label values start at zero, so rates and alerts see the first event.
+        for reason in CONNECTION_REFUSALS {
+            m.connections_refused.with_label_values(&[reason]);
+        }
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
         }

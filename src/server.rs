@@ -15,11 +15,16 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use tracing::{debug, info};
 
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::proxy::HttpProxy;
+
 use crate::admin::Admin;
 use crate::cache::invalidation::Invalidator;
 use crate::cache::renewal::RenewalFlusher;
 use crate::config::model::StoreSettings;
 use crate::config::Config;
+use crate::connection::{Admission, ConnectionGuard, GuardedStream, HeadLimits, Ticket};
 use crate::proxy::{Gateway, GatewayState, SharedState};
 use crate::reload::{ControlService, Reloader};
 use crate::session::lifecycle::now_ms;
@@ -115,6 +120,86 @@ impl BackgroundService for AccessLogShutdown {
     }
 }
 
+/// A connection's place under the caps, counted in `sessiongate_client_connections` while
+/// it is held.
+struct Held(#[allow(dead_code)] Ticket);
+
+impl Held {
+    fn new(ticket: Ticket) -> Self {
+        crate::metrics::metrics().connections_open.inc();
+        Held(ticket)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        crate::metrics::metrics().connections_open.dec();
+    }
+}
+
+/// The proxy behind the connection limits: each accepted connection takes a place under the
+/// connection caps (or is answered 503), and an HTTP/1 connection's stream is wrapped by the
+/// head guard with the limits of the configuration current at its accept.
+struct GuardedProxy {
+    proxy: Arc<HttpProxy<Gateway>>,
+    state: SharedState,
+    admission: Arc<Admission>,
+}
+
+#[async_trait]
+impl ServerApp for GuardedProxy {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let accepted = std::time::Instant::now();
+        let client = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let _held = match self.admission.admit(client) {
+            Ok(ticket) => Held::new(ticket),
+            Err(refused) => {
+                crate::metrics::metrics()
+                    .connections_refused
+                    .with_label_values(&[refused.as_str()])
+                    .inc();
+                debug!(
+                    reason = refused.as_str(),
+                    "refused a connection over the cap"
+                );
+                use tokio::io::AsyncWriteExt;
+                let _ = stream.write_all(refused.response()).await;
+                let _ = stream.flush().await;
+                let _ = stream.shutdown().await;
+                return None;
+            }
+        };
+        let c = self.state.load().config.server.connections;
+        let limits = HeadLimits {
+            header_timeout: c.header_timeout,
+            max_header_bytes: c.max_header_bytes,
+            max_headers: c.max_headers,
+            idle_timeout: c.keepalive_timeout,
+        };
+        if stream.selected_alpn_proto() == Some(pingora::protocols::ALPN::H2) {
+            // HTTP/2's frames carry their own limits (the h2 codec's).
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
+        let guard = ConnectionGuard::new(limits, accepted);
+        let stream: Stream = Box::new(GuardedStream::new(stream, guard.clone()));
+        crate::connection::guard::scope(
+            guard,
+            ServerApp::process_new(&self.proxy, stream, shutdown),
+        )
+        .await
+    }
+
+    async fn cleanup(&self) {
+        ServerApp::cleanup(&*self.proxy).await
+    }
+}
+
 /// How to start: the configuration, the file it came from (re-read on SIGHUP), and whether
 /// to take the listening sockets over from a running instance (`--upgrade`).
 pub struct Launch {
@@ -161,8 +246,19 @@ pub fn build(launch: Launch) -> Result<Server, StoreError> {
     )));
     let store = backend.store();
 
-    let mut proxy =
-        pingora::proxy::http_proxy_service(&server.configuration, Gateway::new(state.clone()));
+    let connections = state.load().config.server.connections;
+    let app = GuardedProxy {
+        proxy: Arc::new(pingora::proxy::http_proxy(
+            &server.configuration,
+            Gateway::new(state.clone()),
+        )),
+        state: state.clone(),
+        admission: Admission::new(
+            connections.max_connections,
+            connections.max_connections_per_client,
+        ),
+    };
+    let mut proxy = Service::new("sessiongate".to_string(), app);
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());
     }

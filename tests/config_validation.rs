@@ -318,6 +318,13 @@ upstream = "app"
     );
     assert!(config.server.threads >= 1);
     assert_eq!(config.server.shutdown_grace, Duration::from_secs(5));
+    let c = config.server.connections;
+    assert_eq!(c.header_timeout, Duration::from_secs(60));
+    assert_eq!(c.keepalive_timeout, Duration::from_secs(75));
+    assert_eq!(c.max_header_bytes, 32 * 1024);
+    assert_eq!(c.max_headers, 100);
+    assert_eq!(c.max_connections, 10_000);
+    assert_eq!(c.max_connections_per_client, None);
 
     let s = &config.session;
     assert_eq!(s.cookie.name, "__Host-sid");
@@ -1475,6 +1482,63 @@ fn row_names_are_unique() {
 
 /// Rules of [server]: one change to the base file, the one problem it makes.
 const SERVER: &[Refused] = &[
+    Refused {
+        name: "header_timeout_must_be_positive",
+        edits: &[Str("[server]", "header_timeout", "0s")],
+        path: "server.header_timeout",
+        fragment: "must be greater than zero",
+    },
+    Refused {
+        name: "keepalive_timeout_must_be_positive",
+        edits: &[Str("[server]", "keepalive_timeout", "0s")],
+        path: "server.keepalive_timeout",
+        fragment: "must be greater than zero",
+    },
+    Refused {
+        name: "max_header_bytes_in_range[0]",
+        edits: &[Set("[server]", "max_header_bytes", "512")],
+        path: "server.max_header_bytes",
+        fragment: "must be between 1024 and 1048576",
+    },
+    Refused {
+        name: "max_header_bytes_in_range[1]",
+        edits: &[Set("[server]", "max_header_bytes", "2000000")],
+        path: "server.max_header_bytes",
+        fragment: "must be between 1024 and 1048576",
+    },
+    Refused {
+        name: "max_headers_in_range[0]",
+        edits: &[Set("[server]", "max_headers", "4")],
+        path: "server.max_headers",
+        fragment: "must be between 8 and 256",
+    },
+    Refused {
+        name: "max_headers_in_range[1]",
+        edits: &[Set("[server]", "max_headers", "300")],
+        path: "server.max_headers",
+        fragment: "must be between 8 and 256",
+    },
+    Refused {
+        name: "max_connections_must_be_positive",
+        edits: &[Set("[server]", "max_connections", "0")],
+        path: "server.max_connections",
+        fragment: "must be greater than zero",
+    },
+    Refused {
+        name: "max_connections_per_client_in_range[0]",
+        edits: &[Set("[server]", "max_connections_per_client", "0")],
+        path: "server.max_connections_per_client",
+        fragment: "must be between 1 and server.max_connections (10000)",
+    },
+    Refused {
+        name: "max_connections_per_client_in_range[1]",
+        edits: &[
+            Set("[server]", "max_connections", "10"),
+            Set("[server]", "max_connections_per_client", "11"),
+        ],
+        path: "server.max_connections_per_client",
+        fragment: "must be between 1 and server.max_connections (10)",
+    },
     Refused {
         name: "trusted_proxies_must_be_addresses_or_ranges[0]",
         edits: &[Set(
@@ -2798,6 +2862,17 @@ const CACHE: &[Refused] = &[
 
 /// Files that must load: one change to the base file each (the other side of a rule).
 const ACCEPTED: &[Accepted] = &[
+    Accepted {
+        name: "connection_limits_at_their_bounds",
+        edits: &[
+            Str("[server]", "header_timeout", "1s"),
+            Str("[server]", "keepalive_timeout", "1s"),
+            Set("[server]", "max_header_bytes", "1024"),
+            Set("[server]", "max_headers", "256"),
+            Set("[server]", "max_connections", "1"),
+            Set("[server]", "max_connections_per_client", "1"),
+        ],
+    },
     Accepted {
         name: "memory_store_without_cookie_keys",
         edits: &[RemoveSection("[[session.cookie_keys]]")],

@@ -50,6 +50,20 @@ pub struct RawServer {
     pub forwarded_header: Option<bool>,
     /// Forward TRACE and TRACK requests instead of refusing them.
     pub allow_trace: Option<bool>,
+    /// The whole request head must arrive within this (slowloris).
+    #[serde(default, with = "humantime_serde")]
+    pub header_timeout: Option<Duration>,
+    /// How long a kept-alive connection may wait for its next request.
+    #[serde(default, with = "humantime_serde")]
+    pub keepalive_timeout: Option<Duration>,
+    /// The most bytes of a request head (431 beyond).
+    pub max_header_bytes: Option<usize>,
+    /// The most header lines of a request head (431 beyond).
+    pub max_headers: Option<usize>,
+    /// The most client connections held at once (503 beyond).
+    pub max_connections: Option<usize>,
+    /// The most client connections from one address (503 beyond).
+    pub max_connections_per_client: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -41,6 +41,26 @@ pub struct ServerSettings {
     /// Forward `TRACE` and `TRACK` requests (refused with 405 otherwise: a backend echoing the
     /// request back would show the assertion to the client).
     pub allow_trace: bool,
+    /// What a client connection is held to before its requests are read.
+    pub connections: ConnectionLimits,
+}
+
+/// Limits on client connections and request heads (defaults from nginx and Envoy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// The whole request head must arrive within this (nginx `client_header_timeout`, 60s).
+    pub header_timeout: Duration,
+    /// A kept-alive connection waits this long for its next request (nginx
+    /// `keepalive_timeout`, 75s).
+    pub keepalive_timeout: Duration,
+    /// The most bytes of a request head (nginx's `large_client_header_buffers`, 4 × 8k).
+    pub max_header_bytes: usize,
+    /// The most header lines of a request head (Envoy's `max_headers_count`, 100).
+    pub max_headers: usize,
+    /// The most client connections held at once.
+    pub max_connections: usize,
+    /// The most client connections from one address, if capped.
+    pub max_connections_per_client: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -11,6 +11,8 @@ use crate::access_log;
 use crate::metrics::{metrics, status_class};
 
 pub fn run(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
+    // The connection waits for its next request from now on.
+    crate::connection::guard::request_done();
     let req = session.req_header();
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let elapsed = ctx.started.elapsed();

@@ -98,6 +98,11 @@ pub async fn run(
     ctx: &mut RequestCtx,
 ) -> Result<bool> {
     ctx.state = Some(state.clone());
+    crate::connection::guard::head_received();
+    // The connection guard closes an idle connection at the keep-alive timeout; Pingora's own
+    // timer (60 s unless told) must not close it earlier.
+    let keepalive = state.config.server.connections.keepalive_timeout;
+    session.set_keepalive(Some(keepalive.as_secs() + 1));
 
     // 1. Methods that would echo the request, and with it the assertion, back to the client.
     let method = &session.req_header().method;

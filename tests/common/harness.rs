@@ -118,6 +118,36 @@ impl Server {
         self
     }
 
+    pub fn header_timeout(mut self, timeout: &str) -> Self {
+        self.lines = self.lines.set("header_timeout", quoted(timeout));
+        self
+    }
+
+    pub fn keepalive_timeout(mut self, timeout: &str) -> Self {
+        self.lines = self.lines.set("keepalive_timeout", quoted(timeout));
+        self
+    }
+
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.lines = self.lines.set("max_header_bytes", bytes.to_string());
+        self
+    }
+
+    pub fn max_headers(mut self, count: usize) -> Self {
+        self.lines = self.lines.set("max_headers", count.to_string());
+        self
+    }
+
+    pub fn max_connections(mut self, total: usize, per_client: Option<usize>) -> Self {
+        self.lines = self.lines.set("max_connections", total.to_string());
+        if let Some(per_client) = per_client {
+            self.lines = self
+                .lines
+                .set("max_connections_per_client", per_client.to_string());
+        }
+        self
+    }
+
     pub fn raw(mut self, line: &str) -> Self {
         self.lines = self.lines.raw(line);
         self

@@ -34,3 +34,14 @@ pub const KEY_ID: &str = "k1";
 pub const MIN_KEY_BYTES: usize = 32;
 /// The most bytes a session's claims take as JSON: they travel on every request.
 pub const MAX_CLAIMS_BYTES: usize = 4096;
+/// nginx's `client_header_timeout`.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// nginx's `keepalive_timeout`.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// nginx's `large_client_header_buffers 4 8k`.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Envoy's `max_headers_count`.
+pub const MAX_HEADERS: usize = 100;
+/// Room for ten thousand clients; at the 32 KiB head limit a full house of half-sent heads is
+/// a few hundred MiB, not the machine.
+pub const MAX_CONNECTIONS: usize = 10_000;

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::defaults;
-use super::problems::{parse_addr, Problems};
+use super::problems::{parse_addr, positive, Problems};
 use super::secrets::{read_secret, Secret, SecretKeys};
 use crate::config::file::RawServer;
-use crate::config::model::ServerSettings;
+use crate::config::model::{ConnectionLimits, ServerSettings};
 
 pub(super) fn check(raw: &RawServer, base: &Path, p: &mut Problems) -> Option<ServerSettings> {
     let listen_raw = raw
@@ -96,6 +96,7 @@ pub(super) fn check(raw: &RawServer, base: &Path, p: &mut Problems) -> Option<Se
         trusted_proxies,
         forwarded_header: raw.forwarded_header.unwrap_or(false),
         allow_trace: raw.allow_trace.unwrap_or(false),
+        connections: connection_limits(raw, p),
     })
 }
 
@@ -123,5 +124,54 @@ fn parse_net(value: &str, path: &str, p: &mut Problems) -> Option<ipnet::IpNet> 
             );
             None
         }
+    }
+}
+
+fn connection_limits(raw: &RawServer, p: &mut Problems) -> ConnectionLimits {
+    let header_timeout = positive(
+        raw.header_timeout,
+        defaults::HEADER_TIMEOUT,
+        "server.header_timeout",
+        p,
+    );
+    let keepalive_timeout = positive(
+        raw.keepalive_timeout,
+        defaults::KEEPALIVE_TIMEOUT,
+        "server.keepalive_timeout",
+        p,
+    );
+    let max_header_bytes = raw.max_header_bytes.unwrap_or(defaults::MAX_HEADER_BYTES);
+    if !(1024..=1024 * 1024).contains(&max_header_bytes) {
+        p.add(
+            "server.max_header_bytes",
+            "must be between 1024 and 1048576 (Pingora reads at most 1 MiB of head)",
+        );
+    }
+    let max_headers = raw.max_headers.unwrap_or(defaults::MAX_HEADERS);
+    if !(8..=256).contains(&max_headers) {
+        p.add(
+            "server.max_headers",
+            "must be between 8 and 256 (Pingora parses at most 256 headers)",
+        );
+    }
+    let max_connections = raw.max_connections.unwrap_or(defaults::MAX_CONNECTIONS);
+    if max_connections == 0 {
+        p.add("server.max_connections", "must be greater than zero");
+    }
+    if let Some(per_client) = raw.max_connections_per_client {
+        if per_client == 0 || per_client > max_connections {
+            p.add(
+                "server.max_connections_per_client",
+                format!("must be between 1 and server.max_connections ({max_connections})"),
+            );
+        }
+    }
+    ConnectionLimits {
+        header_timeout,
+        keepalive_timeout,
+        max_header_bytes,
+        max_headers,
+        max_connections,
+        max_connections_per_client: raw.max_connections_per_client,
     }
 }
