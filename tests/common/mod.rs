@@ -9,6 +9,7 @@ pub mod config;
 pub mod echo;
 pub mod harness;
 pub mod legacy;
+pub mod pki;
 pub mod poll;
 pub mod proc;
 pub mod topology;

@@ -6,52 +6,28 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::pki::{Pki, Validity};
 use super::poll::eventually_blocking;
 use super::proc::{free_port, wait_for_port, RedisServer};
 
 /// A CA, a server certificate for 127.0.0.1 / localhost and a client certificate, as PEM files.
 #[derive(Clone)]
 pub struct TlsFiles {
-    pub dir: std::sync::Arc<tempfile::TempDir>,
+    pki: std::sync::Arc<Pki>,
 }
 
 impl TlsFiles {
     pub fn generate() -> Self {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "sessiongate test CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key"))
-            .expect("CA certificate");
-        let write = |name: &str, text: String| {
-            std::fs::write(dir.path().join(name), text).expect("writes PEM");
-        };
-        write("ca.crt", ca.pem());
-        for (name, sans) in [
-            (
-                "server",
-                vec!["127.0.0.1".to_string(), "localhost".to_string()],
-            ),
-            ("client", vec!["sessiongate-client".to_string()]),
-        ] {
-            let key = KeyPair::generate().expect("key");
-            let cert = CertificateParams::new(sans)
-                .expect("params")
-                .signed_by(&key, &ca)
-                .expect("certificate");
-            write(&format!("{name}.crt"), cert.pem());
-            write(&format!("{name}.key"), key.serialize_pem());
-        }
+        let pki = Pki::new("sessiongate test CA");
+        pki.issue("server", &["127.0.0.1", "localhost"], Validity::Current);
+        pki.issue("client", &["sessiongate-client"], Validity::Current);
         TlsFiles {
-            dir: std::sync::Arc::new(dir),
+            pki: std::sync::Arc::new(pki),
         }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.pki.path(name)
     }
 
     /// `redis-server` arguments serving TLS only on `port`, requiring client certificates.
