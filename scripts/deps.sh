@@ -5,7 +5,9 @@
 # exposition with it), unpacked from Debian's prometheus package into target/tools, because
 # installing the package would also set up a Prometheus server; with "legacy", the real legacy
 # web servers the legacy_servers tests start on ephemeral ports (tomcat10, lighttpd, php-cli),
-# installed with their system services kept from starting (they would take ports 8080 and 80).
+# installed with their system services kept from starting (they would take ports 8080 and 80);
+# with "http", the HTTP clients the TLS and HTTP/2 tests drive (curl, openssl, and nghttp and
+# h2load from nghttp2-client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,7 @@ for arg in "$@"; do
     redis) want+=(redis-server) ;;
     promtool) want_promtool=1 ;;
     legacy) want_legacy=1 ;;
+    http) want+=(curl openssl nghttp2-client:nghttp nghttp2-client:h2load) ;;
     *) echo "deps.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -31,9 +34,14 @@ apt_update() {
   fi
 }
 
+# Each wanted item is a package, or package:command where the command is named otherwise.
 missing=()
-for cmd in "${want[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+for item in "${want[@]}"; do
+  pkg="${item%%:*}"
+  cmd="${item#*:}"
+  if ! command -v "$cmd" >/dev/null 2>&1 && [[ " ${missing[*]} " != *" $pkg "* ]]; then
+    missing+=("$pkg")
+  fi
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
   if ! command -v apt-get >/dev/null 2>&1; then

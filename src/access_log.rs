@@ -30,6 +30,9 @@ pub struct Entry<'a> {
     /// The client's address (the peer, or behind trusted proxies the rightmost untrusted hop).
     pub client: Option<std::net::IpAddr>,
     pub method: &'a str,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`, and whether over TLS (`https`) or not (`http`).
+    pub protocol: &'static str,
+    pub scheme: &'static str,
     /// The path without its query (reset tokens and the like travel in queries).
     pub path: &'a str,
     pub status: u16,
@@ -227,6 +230,8 @@ impl Entry<'_> {
         }
         client.push(b'"');
         f.token("method", self.method);
+        plain(f.name("protocol"), self.protocol);
+        plain(f.name("scheme"), self.scheme);
         quoted(f.name("path"), self.path);
         number(f.name("status"), self.status);
         quoted(f.name("route"), self.route);
@@ -359,6 +364,8 @@ mod tests {
             request_id: id,
             client: Some("203.0.113.7".parse().unwrap()),
             method: "GET",
+            protocol: "HTTP/2",
+            scheme: "https",
             path: "/a\"b\\c",
             status: 200,
             route: "/",
@@ -387,6 +394,8 @@ mod tests {
         assert_eq!(f["request_id"], id.to_string());
         assert_eq!(f["client"], "203.0.113.7");
         assert_eq!(f["method"], "GET");
+        assert_eq!(f["protocol"], "HTTP/2");
+        assert_eq!(f["scheme"], "https");
         assert_eq!(f["path"], "/a\"b\\c");
         assert_eq!(f["status"], 200);
         assert_eq!(f["route"], "/");
@@ -414,7 +423,7 @@ mod tests {
             line,
             format!(
                 "2026-11-18T11:06:40.123456Z  INFO sessiongate::access: request request_id={id} \
-                 client=\"203.0.113.7\" method=GET path=\"/a\\\"b\\\\c\" status=200 route=\"/\" lookup=\"cache_hit\" \
+                 client=\"203.0.113.7\" method=GET protocol=\"HTTP/2\" scheme=\"https\" path=\"/a\\\"b\\\\c\" status=200 route=\"/\" lookup=\"cache_hit\" \
                  session=\"abcdefghijkl\" stripped=2 duration_ms=12.345 error=\"\"\n"
             )
         );

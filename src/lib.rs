@@ -6,7 +6,7 @@
 //! tiers in front of the store) ← `sessions` (the service the proxy and the admin API call) ←
 //! `proxy` (the Pingora phases) ← `server`. Beside them, leaves that import nothing above the
 //! model: `header_names`, `metrics`, `access_log`, `routing`, `inbound`, `cookie`, `identity`,
-//! `upstream`.
+//! `upstream`, `tls`.
 #![forbid(unsafe_code)]
 
 pub mod access_log;
@@ -26,4 +26,5 @@ pub mod server;
 pub mod session;
 pub mod sessions;
 pub mod store;
+pub mod tls;
 pub mod upstream;

@@ -90,6 +90,22 @@ pub struct Metrics {
     pub control_rejected: IntCounter,
     pub connections_refused: IntCounterVec,
     pub connections_open: IntGauge,
+    pub certificate_expiry: IntGaugeVec,
+}
+
+/// Records the expiry of the certificates now served (and forgets those no longer served).
+pub fn certificates_loaded(certificates: &crate::tls::Certificates) {
+    let gauge = &metrics().certificate_expiry;
+    gauge.reset();
+    for c in certificates.iter() {
+        let at = c
+            .not_after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        gauge
+            .with_label_values(&[c.names.first().map_or("", String::as_str)])
+            .set(at);
+    }
 }
 
 /// The process's metrics.
@@ -278,6 +294,12 @@ impl Metrics {
                 &r,
                 "sessiongate_client_connections",
                 "Client connections held now, under server.max_connections.",
+            ),
+            certificate_expiry: gauge_vec(
+                &r,
+                "sessiongate_tls_certificate_expiry_timestamp_seconds",
+                "When each HTTPS certificate stops being valid (Unix time), by its first DNS name; alert well before.",
+                &["name"],
             ),
             registry: r,
         };

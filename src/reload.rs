@@ -21,6 +21,7 @@ use crate::config::{Config, ConfigError};
 use crate::metrics::metrics;
 use crate::proxy::{GatewayState, SharedState};
 use crate::sessions::Backend;
+use crate::tls::SniResolver;
 use crate::upstream::Pools;
 
 /// A setting that only takes effect at start: its key path, whether two configurations
@@ -56,11 +57,32 @@ const RESTART_ONLY: &[RestartOnly] = restart_only![
     "session.format" => session.format,
 ];
 
+/// The HTTPS listeners' addresses and ALPN are set when they open; whether there are any at
+/// all too. Their certificates, redirect and HSTS are reloaded.
+const TLS_RESTART_ONLY: &[RestartOnly] = &[RestartOnly {
+    key: "tls.listen, tls.http2",
+    differs: |a, b| match (&a.tls, &b.tls) {
+        (Some(a), Some(b)) => a.listen != b.listen || a.http2 != b.http2,
+        (None, None) => false,
+        _ => true,
+    },
+    keep: |running, next| match (&running.tls, &mut next.tls) {
+        (Some(running), Some(next)) => {
+            next.listen = running.listen.clone();
+            next.http2 = running.http2;
+        }
+        (running, next) => *next = running.clone(),
+    },
+}];
+
+fn restart_only() -> impl Iterator<Item = &'static RestartOnly> {
+    RESTART_ONLY.iter().chain(TLS_RESTART_ONLY)
+}
+
 /// The settings a running process cannot change, by key path, that differ between `running`
 /// and `next`.
 pub fn restart_needed(running: &Config, next: &Config) -> Vec<&'static str> {
-    RESTART_ONLY
-        .iter()
+    restart_only()
         .filter(|s| (s.differs)(running, next))
         .map(|s| s.key)
         .collect()
@@ -68,7 +90,7 @@ pub fn restart_needed(running: &Config, next: &Config) -> Vec<&'static str> {
 
 /// `next` with the running values of the settings that need a restart.
 fn keep_restart_settings(running: &Config, mut next: Config) -> Config {
-    for setting in RESTART_ONLY {
+    for setting in restart_only() {
         (setting.keep)(running, &mut next);
     }
     next
@@ -79,14 +101,25 @@ pub struct Reloader {
     path: PathBuf,
     state: SharedState,
     backend: Arc<Backend>,
+    /// The HTTPS listeners' certificates, re-read at each reload.
+    certificates: Option<Arc<SniResolver>>,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, state: SharedState, backend: Arc<Backend>) -> Self {
+    pub fn new(
+        path: PathBuf,
+        state: SharedState,
+        backend: Arc<Backend>,
+        certificates: Option<Arc<SniResolver>>,
+    ) -> Self {
+        if let Some(resolver) = &certificates {
+            crate::metrics::certificates_loaded(&resolver.current());
+        }
         Reloader {
             path,
             state,
             backend,
+            certificates,
         }
     }
 
@@ -108,6 +141,11 @@ impl Reloader {
             if let Some(cache) = &self.backend.cache {
                 cache.drop_all();
             }
+        }
+        if let (Some(resolver), Some(tls)) = (&self.certificates, &next.tls) {
+            // New handshakes get the new certificates; connections made keep theirs.
+            resolver.replace(tls.certificates.clone());
+            crate::metrics::certificates_loaded(&tls.certificates);
         }
         let pools = Arc::new(Pools::new(&next.upstreams));
         let state = GatewayState::new(next, self.backend.clone(), pools.clone());

@@ -2944,3 +2944,142 @@ const ACCEPTED: &[Accepted] = &[
         edits: &[Append("[[route]]\nhost = \"app.example.com\"\nupstream = \"app\"\nlogin_url = \"/signin\"\n"), Append("[[route]]\nhost = \"app.example.com\"\npath_prefix = \"/signin\"\nupstream = \"app\"\nauth = \"public\"\n")],
     },
 ];
+
+/// Writes a self-signed certificate for `name` and its key as `{stem}.crt` / `{stem}.key`.
+fn write_certificate(dir: &Path, stem: &str, name: &str, expired: bool) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join(format!("{stem}.crt")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).unwrap();
+}
+
+// [tls]: rows need certificate files, so they load in a directory that has them.
+#[test]
+fn tls_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    write_certificate(dir.path(), "site", "app.example", false);
+    write_certificate(dir.path(), "other", "other.example", false);
+    write_certificate(dir.path(), "old", "app.example", true);
+    std::fs::write(dir.path().join("junk.crt"), "not a certificate\n").unwrap();
+    const CERT: &str = "[[tls.certificate]]\nchain_file = \"site.crt\"\nkey_file = \"site.key\"\n";
+    let rows: &[(&str, String, &str, &str)] = &[
+        (
+            "needs_a_listener",
+            format!("[tls]\n{CERT}"),
+            "tls.listen",
+            "needs at least one address",
+        ),
+        (
+            "needs_a_certificate",
+            "[tls]\nlisten = [\"127.0.0.1:8443\"]\n".into(),
+            "tls.certificate",
+            "needs at least one [[tls.certificate]]",
+        ),
+        (
+            "listener_not_twice",
+            format!("[tls]\nlisten = [\"127.0.0.1:8080\"]\n{CERT}"),
+            "tls.listen[0]",
+            "127.0.0.1:8080 is already a listener",
+        ),
+        (
+            "certificate_needs_both_files",
+            "[tls]\nlisten = [\"127.0.0.1:8443\"]\n[[tls.certificate]]\nchain_file = \"site.crt\"\n"
+                .into(),
+            "tls.certificate[0]",
+            "needs both chain_file and key_file",
+        ),
+        (
+            "certificate_file_must_exist",
+            "[tls]\nlisten = [\"127.0.0.1:8443\"]\n[[tls.certificate]]\nchain_file = \"none.crt\"\nkey_file = \"site.key\"\n".into(),
+            "tls.certificate[0]",
+            "cannot read",
+        ),
+        (
+            "certificate_must_be_pem",
+            "[tls]\nlisten = [\"127.0.0.1:8443\"]\n[[tls.certificate]]\nchain_file = \"junk.crt\"\nkey_file = \"site.key\"\n".into(),
+            "tls.certificate[0]",
+            "holds no PEM certificate",
+        ),
+        (
+            "key_must_match",
+            "[tls]\nlisten = [\"127.0.0.1:8443\"]\n[[tls.certificate]]\nchain_file = \"site.crt\"\nkey_file = \"other.key\"\n".into(),
+            "tls.certificate[0]",
+            "is not the private key of the certificate",
+        ),
+        (
+            "certificate_must_be_current",
+            "[tls]\nlisten = [\"127.0.0.1:8443\"]\n[[tls.certificate]]\nchain_file = \"old.crt\"\nkey_file = \"old.key\"\n".into(),
+            "tls.certificate[0]",
+            "the certificate expired",
+        ),
+        (
+            "hsts_options_need_a_max_age",
+            format!("[tls]\nlisten = [\"127.0.0.1:8443\"]\nhsts_include_subdomains = true\n{CERT}"),
+            "tls.hsts_max_age",
+            "must be set for hsts_include_subdomains",
+        ),
+        (
+            "hsts_preload_follows_the_list_rules",
+            format!("[tls]\nlisten = [\"127.0.0.1:8443\"]\nhsts_max_age = \"30d\"\nhsts_preload = true\nhsts_include_subdomains = true\n{CERT}"),
+            "tls.hsts_preload",
+            "at least 365d",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, tls, path, fragment) in rows {
+        let cfg = Cfg::base().append(tls);
+        let problems = match cfg.load_in(dir.path()) {
+            Ok(_) => {
+                failures.push(format!("{name}: the config is valid"));
+                continue;
+            }
+            Err(e) => e.problems(),
+        };
+        let prefix = format!("{path}: ");
+        let found = problems
+            .iter()
+            .any(|p| p.starts_with(&prefix) && p[prefix.len()..].contains(fragment));
+        if !found || problems.len() != 1 {
+            failures.push(format!(
+                "{name}: expected only `{path}` ~ {fragment:?}; got {problems:?}"
+            ));
+        }
+    }
+    // A plain listener to redirect from is needed for redirect_plain.
+    let cfg = Cfg::base().set("[server]", "listen", "[]").append(&format!(
+        "[tls]\nlisten = [\"127.0.0.1:8443\"]\nredirect_plain = true\n{CERT}"
+    ));
+    let problems = problems_of(cfg.load_in(dir.path()), &cfg.text());
+    if problems != ["tls.redirect_plain: needs a plain listener in server.listen to redirect from"]
+    {
+        failures.push(format!(
+            "redirect_plain_needs_a_plain_listener: {problems:?}"
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // HTTPS only (no plain listener at all), two certificates, HSTS: loads, with the names
+    // read off the certificates.
+    let cfg = Cfg::base().remove("[server]", "listen").append(&format!(
+        "[tls]\nlisten = [\"127.0.0.1:8443\"]\nhsts_max_age = \"365d\"\nhsts_include_subdomains = true\nhsts_preload = true\n{CERT}[[tls.certificate]]\nchain_file = \"other.crt\"\nkey_file = \"other.key\"\n"
+    ));
+    let config = cfg.load_in(dir.path()).expect("loads");
+    assert!(config.server.listen.is_empty());
+    let tls = config.tls.expect("[tls]");
+    assert!(tls.http2);
+    assert!(!tls.redirect_plain);
+    assert_eq!(
+        tls.hsts.as_deref(),
+        Some("max-age=31536000; includeSubDomains; preload")
+    );
+    let names: Vec<_> = tls.certificates.iter().map(|c| c.names.clone()).collect();
+    assert_eq!(names, [vec!["app.example"], vec!["other.example"]]);
+    // Without [tls], server.listen may not be empty.
+    let cfg = Cfg::base().set("[server]", "listen", "[]");
+    assert_only(&cfg, "server.listen", "needs at least one address");
+}

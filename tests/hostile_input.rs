@@ -40,9 +40,8 @@ fn identity_headers(echo: &Echo) -> Vec<(String, String)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spoofed_identity_never_reaches_the_upstream_on_any_route() {
-    let fx = Harness::new().redis().start().await;
+async fn spoofed_identity_never_reaches_the_upstream_on_any_route(transport: Transport) {
+    let fx = Harness::new().transport(transport).redis().start().await;
     let cookie = fx.login("alice").await;
 
     for path in ["/public/x", "/opt/x", "/login"] {
@@ -87,9 +86,8 @@ async fn spoofed_identity_never_reaches_the_upstream_on_any_route() {
     assert!(identity_headers(reply.echo.as_ref().unwrap()).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_cookies_mean_no_session_and_no_store_call() {
-    let fx = Harness::new().redis().start().await;
+async fn bad_cookies_mean_no_session_and_no_store_call(transport: Transport) {
+    let fx = Harness::new().transport(transport).redis().start().await;
     let good = fx.login("alice").await;
     let other = signed(&SessionId::generate().unwrap());
     // A well-formed id without its MAC (as an older cookie or a guess would be), and one
@@ -173,9 +171,8 @@ async fn bad_cookies_mean_no_session_and_no_store_call() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_control_headers_change_nothing_and_never_reach_the_client() {
-    let fx = Harness::new().redis().start().await;
+async fn malformed_control_headers_change_nothing_and_never_reach_the_client(transport: Transport) {
+    let fx = Harness::new().transport(transport).redis().start().await;
     let cookie = fx.login("alice").await;
     let cases: &[(&str, &str)] = &[
         ("x-echo-set-x-sessiongate-login", "{not json"),
@@ -234,9 +231,8 @@ async fn malformed_control_headers_change_nothing_and_never_reach_the_client() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_all_ends_every_session_of_that_user_and_only_those() {
-    let fx = Harness::new().redis().start().await;
+async fn logout_all_ends_every_session_of_that_user_and_only_those(transport: Transport) {
+    let fx = Harness::new().transport(transport).redis().start().await;
     let alice_1 = fx.login("alice").await;
     let alice_2 = fx.login("alice").await;
     let alice_3 = fx.login("alice").await;
@@ -269,9 +265,8 @@ async fn logout_all_ends_every_session_of_that_user_and_only_those() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_updates_of_different_claims_all_survive() {
-    let fx = Harness::new().redis().start().await;
+async fn concurrent_updates_of_different_claims_all_survive(transport: Transport) {
+    let fx = Harness::new().transport(transport).redis().start().await;
     let cookie = fx.login("alice").await;
     let http = client();
     let tasks: Vec<_> = (0..16)
@@ -331,9 +326,10 @@ async fn path_tricks_cannot_reach_a_required_route_through_a_public_prefix() {
     assert_eq!(fx.upstream().hits(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_redis_fails_closed_or_anonymous_per_route_and_never_issues_a_cookie() {
-    let mut fx = Harness::new().redis().start().await;
+async fn a_dead_redis_fails_closed_or_anonymous_per_route_and_never_issues_a_cookie(
+    transport: Transport,
+) {
+    let mut fx = Harness::new().transport(transport).redis().start().await;
     let cookie = fx.login("alice").await;
     assert_eq!(
         fx.request("/", Some(&cookie), &[]).await.status,
@@ -385,9 +381,9 @@ async fn a_dead_redis_fails_closed_or_anonymous_per_route_and_never_issues_a_coo
     assert_eq!(health.status(), StatusCode::OK);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn anonymous_on_a_required_route_refuses_when_the_store_is_down() {
+async fn anonymous_on_a_required_route_refuses_when_the_store_is_down(transport: Transport) {
     let fx = Harness::new()
+        .transport(transport)
         .redis()
         .route(Route::required("/anon").on_store_error("anonymous"))
         .start()
@@ -421,3 +417,13 @@ async fn spoofed_headers_in_raw_mixed_case_are_stripped_too() {
         "stripping is logged"
     );
 }
+
+on_both_transports!(
+    spoofed_identity_never_reaches_the_upstream_on_any_route,
+    bad_cookies_mean_no_session_and_no_store_call,
+    malformed_control_headers_change_nothing_and_never_reach_the_client,
+    logout_all_ends_every_session_of_that_user_and_only_those,
+    concurrent_updates_of_different_claims_all_survive,
+    a_dead_redis_fails_closed_or_anonymous_per_route_and_never_issues_a_cookie,
+    anonymous_on_a_required_route_refuses_when_the_store_is_down,
+);

@@ -25,6 +25,33 @@ pub struct RawConfig {
     pub upstream: Vec<RawUpstream>,
     #[serde(default)]
     pub route: Vec<RawRoute>,
+    pub tls: Option<RawTls>,
+}
+
+/// `[tls]`: the HTTPS listeners.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub listen: Option<Vec<String>>,
+    #[serde(default)]
+    pub certificate: Vec<RawCertificate>,
+    /// Offer HTTP/2 by ALPN (default true).
+    pub http2: Option<bool>,
+    /// The plain `[server] listen` addresses only redirect to HTTPS (308).
+    pub redirect_plain: Option<bool>,
+    /// `Strict-Transport-Security: max-age` on HTTPS responses; off unless set.
+    #[serde(default, with = "humantime_serde")]
+    pub hsts_max_age: Option<Duration>,
+    pub hsts_include_subdomains: Option<bool>,
+    pub hsts_preload: Option<bool>,
+}
+
+/// `[[tls.certificate]]`: a PEM chain (leaf first) and its key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub chain_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

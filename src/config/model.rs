@@ -21,6 +21,29 @@ pub struct Config {
     pub cache: Option<CacheConfig>,
     pub upstreams: Vec<UpstreamSettings>,
     pub routes: Vec<RouteSettings>,
+    /// `None` when there are no HTTPS listeners.
+    pub tls: Option<TlsListeners>,
+}
+
+/// The HTTPS listeners and what HTTPS changes about responses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsListeners {
+    pub listen: Vec<SocketAddr>,
+    /// Read from their files at load (and again at each reload).
+    pub certificates: crate::tls::Certificates,
+    /// ALPN offers `h2` before `http/1.1`.
+    pub http2: bool,
+    /// Requests on the plain listeners get a 308 to the same URL over HTTPS.
+    pub redirect_plain: bool,
+    /// The `Strict-Transport-Security` value sent on HTTPS responses, if any.
+    pub hsts: Option<String>,
+}
+
+impl TlsListeners {
+    /// The port a redirect to HTTPS names (none for 443).
+    pub fn redirect_port(&self) -> Option<u16> {
+        self.listen.first().map(|a| a.port()).filter(|p| *p != 443)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

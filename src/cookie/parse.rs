@@ -22,8 +22,10 @@ pub enum SessionCookie {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CookieScan {
     pub session: SessionCookie,
-    /// `Some` when the session cookie was present: the other cookies, joined with `"; "`
-    /// (empty when there are none). `None` when the Cookie headers can pass unchanged.
+    /// `Some` when the session cookie was present, or the cookies came in several `Cookie`
+    /// fields (HTTP/2 splits them; an HTTP/1.1 app may read only the first field, RFC 9113
+    /// §8.2.3): the other cookies, joined with `"; "` into one field (empty when there are
+    /// none). `None` when the one Cookie header can pass unchanged.
     pub forwarded: Option<Vec<u8>>,
 }
 
@@ -48,7 +50,9 @@ pub fn scan<'a>(
     let mut count = 0usize;
     // The other cookies, joined; allocated once, only when there is something to put in it.
     let mut others: Vec<u8> = Vec::new();
+    let mut fields = 0usize;
     for header in headers {
+        fields += 1;
         for pair in header.split(|b| *b == b';') {
             let pair = trim(pair);
             if pair.is_empty() {
@@ -78,7 +82,7 @@ pub fn scan<'a>(
             .map_or(SessionCookie::Malformed, SessionCookie::Valid),
         _ => SessionCookie::Duplicate,
     };
-    let forwarded = (count > 0).then_some(others);
+    let forwarded = (count > 0 || fields > 1).then_some(others);
     CookieScan { session, forwarded }
 }
 
@@ -128,6 +132,10 @@ mod tests {
         let s = scan([&b"a=1"[..], c.as_bytes(), b"b=2"], NAME);
         assert_eq!(s.session, SessionCookie::Valid(id));
         assert_eq!(s.forwarded.as_deref(), Some(&b"a=1; b=2"[..]));
+        // Without the session cookie too: the app gets one Cookie field.
+        let s = scan([&b"a=1"[..], b"b=2; c=3"], NAME);
+        assert_eq!(s.session, SessionCookie::Absent);
+        assert_eq!(s.forwarded.as_deref(), Some(&b"a=1; b=2; c=3"[..]));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct RequestCtx {
     pub forwarded: Forwarded,
     /// For a WebSocket handshake, the `Sec-WebSocket-Accept` the app's 101 must carry.
     pub websocket_accept: Option<String>,
+    /// The request came over TLS.
+    pub https: bool,
 }
 
 impl RequestCtx {
@@ -47,6 +49,7 @@ impl RequestCtx {
             retry_fresh: false,
             forwarded: Forwarded::default(),
             websocket_accept: None,
+            https: false,
         }
     }
 

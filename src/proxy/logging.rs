@@ -55,6 +55,12 @@ pub fn run(session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
         request_id: &ctx.request_id,
         client,
         method: req.method.as_str(),
+        protocol: match req.version {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2",
+            _ => "HTTP/1.1",
+        },
+        scheme: if ctx.https { "https" } else { "http" },
         path: req.uri.path(),
         status,
         route,

@@ -80,6 +80,21 @@ pub fn store_failed(route: &RouteSettings) -> Option<Admission> {
     }
 }
 
+/// Where a request on a plain listener is sent: the same host (an IPv6 address in brackets)
+/// and target over HTTPS, on the HTTPS listener's port. `None` without a host to name.
+pub fn https_location(host: &str, port: Option<u16>, path_and_query: &str) -> Option<String> {
+    if host.is_empty() {
+        return None;
+    }
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    Some(format!("https://{host}{port}{path_and_query}"))
+}
+
 /// A 400 with `body`, logged with `reason` (never the target's query).
 async fn bad_request(
     session: &mut Session,
@@ -98,6 +113,7 @@ pub async fn run(
     ctx: &mut RequestCtx,
 ) -> Result<bool> {
     ctx.state = Some(state.clone());
+    ctx.https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     crate::connection::guard::head_received();
     // The connection guard closes an idle connection at the keep-alive timeout; Pingora's own
     // timer (60 s unless told) must not close it earlier.
@@ -115,6 +131,18 @@ pub async fn run(
                 "allow",
                 "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".into(),
             )
+            .send(session)
+            .await?;
+        return Ok(true);
+    }
+
+    // HTTP/2 has no head guard (its frames are read by the h2 codec, whose header list size
+    // is bounded by max_header_bytes): the header count is checked here.
+    let limits = state.config.server.connections;
+    if session.req_header().version >= http::Version::HTTP_2
+        && session.req_header().headers.len() > limits.max_headers
+    {
+        LocalResponse::text(431, "Request header fields too large.\n")
             .send(session)
             .await?;
         return Ok(true);
@@ -167,11 +195,7 @@ pub async fn run(
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip());
-    let proto = if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
-        "https"
-    } else {
-        "http"
-    };
+    let proto = if ctx.https { "https" } else { "http" };
     ctx.forwarded = state.trusted.forwarded(
         Seen {
             peer,
@@ -241,6 +265,22 @@ pub async fn run(
     };
     ctx.route = Some(route_index);
     let route = state.routes.get(route_index);
+    if let Some(tls) = state
+        .config
+        .tls
+        .as_ref()
+        .filter(|t| t.redirect_plain && !ctx.https)
+    {
+        // A plain listener only sends clients to HTTPS: nothing is read or forwarded here.
+        let response = match https_location(&host_name, tls.redirect_port(), path_and_query) {
+            Some(location) => {
+                LocalResponse::text(308, "Use HTTPS.\n").with_header("location", location)
+            }
+            None => LocalResponse::text(403, "HTTPS is required.\n"),
+        };
+        response.send(session).await?;
+        return Ok(true);
+    }
 
     // 7. An upgrade opens a tunnel only for a genuine WebSocket handshake.
     let req = session.req_header();
@@ -420,5 +460,27 @@ mod tests {
         }
         let r = route(AuthPolicy::Optional, None, OnStoreError::Anonymous);
         assert_eq!(store_failed(&r), None);
+    }
+
+    #[test]
+    fn https_locations_name_the_host_port_and_target() {
+        assert_eq!(
+            https_location("app.example", None, "/a?b=1").as_deref(),
+            Some("https://app.example/a?b=1")
+        );
+        assert_eq!(
+            https_location("app.example", Some(8443), "/").as_deref(),
+            Some("https://app.example:8443/")
+        );
+        assert_eq!(
+            https_location("::1", Some(8443), "/x").as_deref(),
+            Some("https://[::1]:8443/x")
+        );
+        // A path that looks like an authority stays a path of the same host.
+        assert_eq!(
+            https_location("app.example", None, "//evil.example/").as_deref(),
+            Some("https://app.example//evil.example/")
+        );
+        assert_eq!(https_location("", None, "/"), None);
     }
 }

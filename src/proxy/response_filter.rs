@@ -4,7 +4,7 @@
 //! (write-through: the cookie is set only after the store acknowledged), and set or clear the
 //! session cookie.
 
-use http::header::{CACHE_CONTROL, SET_COOKIE};
+use http::header::{CACHE_CONTROL, SET_COOKIE, STRICT_TRANSPORT_SECURITY};
 use http::HeaderName;
 use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType, Result};
@@ -67,6 +67,12 @@ fn check_upgrade(response: &ResponseHeader, ctx: &RequestCtx) -> Result<()> {
 pub async fn run(response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
     check_upgrade(response, ctx)?;
     let state = ctx.state();
+    if ctx.https {
+        if let Some(hsts) = state.config.tls.as_ref().and_then(|t| t.hsts.as_deref()) {
+            // The proxy's policy, whatever the app says.
+            response.insert_header(STRICT_TRANSPORT_SECURITY, hsts)?;
+        }
+    }
     let planted = response
         .headers
         .get_all(SET_COOKIE)

@@ -30,9 +30,11 @@ use sessiongate::config::model::RecordFormat;
 use sessiongate::session::{SessionId, SessionRecord};
 
 use super::config::{COOKIE, KEY};
+use super::pki::{Issued, Pki, Validity};
 use super::poll::eventually_async;
 use super::{
-    client, headers, raw_request, set_cookie_value, verify, Echo, EchoUpstream, Proxy, RedisServer,
+    client, headers, https_client, raw_request, set_cookie_value, verify, Echo, EchoUpstream,
+    Proxy, RedisServer,
 };
 
 /// How long `wait_for_status` waits for a state that settles asynchronously.
@@ -64,6 +66,54 @@ impl Lines {
 
     fn text(&self) -> String {
         self.0.join("\n")
+    }
+}
+
+/// `[tls]`: an HTTPS listener on `{tls_port}` and its certificates.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    lines: Lines,
+    certificates: Vec<Issued>,
+}
+
+impl Tls {
+    /// One more `[[tls.certificate]]` (the first answers clients that send no name).
+    pub fn certificate(mut self, issued: &Issued) -> Self {
+        self.certificates.push(issued.clone());
+        self
+    }
+
+    pub fn http2(mut self, on: bool) -> Self {
+        self.lines = self.lines.set("http2", on.to_string());
+        self
+    }
+
+    pub fn redirect_plain(mut self, on: bool) -> Self {
+        self.lines = self.lines.set("redirect_plain", on.to_string());
+        self
+    }
+
+    pub fn hsts(mut self, max_age: &str, include_subdomains: bool) -> Self {
+        self.lines = self
+            .lines
+            .set("hsts_max_age", format!("\"{max_age}\""))
+            .set("hsts_include_subdomains", include_subdomains.to_string());
+        self
+    }
+
+    fn toml(&self) -> String {
+        let mut text = format!(
+            "\n[tls]\nlisten = [\"127.0.0.1:{{tls_port}}\"]\n{}\n",
+            self.lines.text()
+        );
+        for c in &self.certificates {
+            text.push_str(&format!(
+                "\n[[tls.certificate]]\nchain_file = \"{}\"\nkey_file = \"{}\"\n",
+                c.chain.display(),
+                c.key.display()
+            ));
+        }
+        text
     }
 }
 
@@ -453,8 +503,19 @@ enum Backends {
     At(Vec<SocketAddr>),
 }
 
+/// How the test's requests reach the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain HTTP/1.1 on the plain listener.
+    Http1,
+    /// HTTP/2 over TLS on an HTTPS listener (ALPN `h2`), with a certificate for `localhost`
+    /// from a CA of the test's own; every reply is checked to have come over HTTP/2.
+    Http2,
+}
+
 /// The builder: what to run. `start` runs it.
 pub struct Harness {
+    transport: Transport,
     store: Where,
     backends: Backends,
     server: Server,
@@ -464,6 +525,7 @@ pub struct Harness {
     upstream: Upstream,
     routes: Vec<Route>,
     catch_all: Route,
+    tls: Option<Tls>,
     args: Vec<String>,
 }
 
@@ -477,6 +539,7 @@ impl Harness {
     /// The memory store, one echo upstream named `app`, the standard routes.
     pub fn new() -> Self {
         Harness {
+            transport: Transport::Http1,
             store: Where::Memory,
             backends: Backends::Echo(vec!["app".into()]),
             server: Server::default(),
@@ -490,6 +553,7 @@ impl Harness {
                 Route::optional("/opt"),
             ],
             catch_all: Route::required("/"),
+            tls: None,
             args: Vec::new(),
         }
     }
@@ -567,6 +631,18 @@ impl Harness {
     /// The catch-all route `/` (audience `app` unless it names one).
     pub fn catch_all(mut self, route: Route) -> Self {
         self.catch_all = route;
+        self
+    }
+
+    /// Requests over `transport` (HTTP/2 adds an HTTPS listener).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// An HTTPS listener too (`Running::proxy.tls_port`).
+    pub fn tls(mut self, adjust: impl FnOnce(Tls) -> Tls) -> Self {
+        self.tls = Some(adjust(self.tls.unwrap_or_default()));
         self
     }
 
@@ -649,6 +725,9 @@ backends = [{backends}]
         if let Some(cache) = &self.cache {
             text.push_str(&format!("\n[cache]\n{}\n", cache.lines.text()));
         }
+        if let Some(tls) = &self.tls {
+            text.push_str(&tls.toml());
+        }
         for route in &self.routes {
             text.push_str(&format!(
                 "\n[[route]]\nupstream = \"app\"\n{}\n",
@@ -667,7 +746,7 @@ backends = [{backends}]
     }
 
     /// Starts the backends, the store and the proxy; returns once the proxy listens.
-    pub async fn start(self) -> Running {
+    pub async fn start(mut self) -> Running {
         let mut echoes = Vec::new();
         let addrs = match &self.backends {
             Backends::Echo(names) => {
@@ -688,6 +767,12 @@ backends = [{backends}]
             Where::Redis(server) => (None, Some(format!("url = \"{}\"", server.url()))),
             Where::At(location) => (None, Some(location.clone())),
         };
+        let pki = (self.transport == Transport::Http2).then(|| {
+            let pki = Pki::new("sessiongate test CA");
+            let cert = pki.issue("proxy", &["localhost", "127.0.0.1"], Validity::Current);
+            self.tls = Some(self.tls.take().unwrap_or_default().certificate(&cert));
+            pki
+        });
         let config = self.render(&addrs, location.as_deref());
         let redis = match self.store {
             Where::Redis(server) => Some(server),
@@ -696,11 +781,21 @@ backends = [{backends}]
         let files = self.server.files.clone();
         let args = self.args.clone();
         let proxy = start_proxy(&config, &files, &args);
+        let (http, base) = match &pki {
+            Some(pki) => (
+                https_client(&pki.ca(), &[("localhost", proxy.tls_port)], true),
+                format!("https://localhost:{}", proxy.tls_port),
+            ),
+            None => (client(), format!("http://127.0.0.1:{}", proxy.port)),
+        };
         Running {
+            transport: self.transport,
+            pki,
+            base,
             redis,
             backends: echoes,
             proxy,
-            http: client(),
+            http,
             config,
             files,
             args,
@@ -718,6 +813,11 @@ fn start_proxy(config: &str, files: &[(String, String)], args: &[String]) -> Pro
 /// A running harness: the store (when the harness started or was given one), the echo
 /// upstreams, the proxy and an HTTP client that follows no redirects and keeps no cookies.
 pub struct Running {
+    pub transport: Transport,
+    /// The CA of the proxy's HTTPS certificate, over HTTP/2.
+    pub pki: Option<Pki>,
+    /// Where requests go: the plain listener, or over HTTP/2 the HTTPS one.
+    base: String,
     pub redis: Option<RedisServer>,
     /// The echo upstreams, in the order they were named (none with `backend`).
     pub backends: Vec<EchoUpstream>,
@@ -865,13 +965,20 @@ impl Request<'_> {
         let mut req = self
             .h
             .http
-            .request(self.method, self.h.proxy.url(&self.path))
+            .request(self.method, self.h.url(&self.path))
             .headers(map)
             .timeout(self.timeout);
         if let Some(body) = self.body {
             req = req.body(body);
         }
         let resp = req.send().await.expect("the proxy answers");
+        if self.h.transport == Transport::Http2 {
+            assert_eq!(
+                resp.version(),
+                reqwest::Version::HTTP_2,
+                "answered over HTTP/2"
+            );
+        }
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.unwrap_or_default();
@@ -907,6 +1014,11 @@ impl Request<'_> {
 }
 
 impl Running {
+    /// The URL of `path` where this harness's requests go.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     /// Waits until the proxy listens for SIGHUP (its control service has started).
     pub async fn wait_for_reload_handler(&self) {
         super::eventually(
@@ -1006,7 +1118,7 @@ impl Running {
     pub async fn send(&self, path: &str, h: HeaderMap) -> Reply {
         let resp = self
             .http
-            .get(self.proxy.url(path))
+            .get(self.url(path))
             .headers(h)
             .timeout(Duration::from_secs(10))
             .send()

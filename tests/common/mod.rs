@@ -16,7 +16,7 @@ pub mod topology;
 
 pub use config::{codec, session_id, signed, COOKIE};
 pub use echo::{Echo, EchoUpstream};
-pub use harness::{Harness, RawReply, Reply, Route, Running};
+pub use harness::{Harness, RawReply, Reply, Route, Running, Transport};
 pub use poll::{eventually, eventually_async, eventually_blocking, within};
 pub use proc::{command_calls_on, free_port, unix_socket_listening, Proxy, RedisServer};
 
@@ -40,6 +40,50 @@ pub fn client() -> reqwest::Client {
         .pool_max_idle_per_host(0)
         .build()
         .expect("client builds")
+}
+
+/// An HTTPS client trusting only the CA in `ca` (PEM), with `names` resolved to 127.0.0.1 on
+/// their ports (so the name is the SNI and the name checked), offering HTTP/2 by ALPN unless
+/// `http2` is false. Like `client`, it follows no redirects and keeps no cookies.
+pub fn https_client(ca: &std::path::Path, names: &[(&str, u16)], http2: bool) -> reqwest::Client {
+    let pem = std::fs::read(ca).expect("reads the CA");
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM CA"))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0);
+    for (name, port) in names {
+        builder = builder.resolve(name, std::net::SocketAddr::from(([127, 0, 0, 1], *port)));
+    }
+    if !http2 {
+        builder = builder.http1_only();
+    }
+    builder.build().expect("client builds")
+}
+
+/// Declares each named `async fn(Transport)` as two tests, `http1::name` and `http2::name`:
+/// the same checks over plain HTTP/1.1 and over HTTP/2 on TLS.
+#[macro_export]
+macro_rules! on_both_transports {
+    ($($name:ident),* $(,)?) => {
+        mod http1 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Transport::Http1).await
+                }
+            )*
+        }
+        mod http2 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Transport::Http2).await
+                }
+            )*
+        }
+    };
 }
 
 /// The session cookie's value in a response's Set-Cookie headers: `Some("")` when cleared.

@@ -188,6 +188,8 @@ impl Drop for RedisServer {
 pub struct Proxy {
     pub port: u16,
     pub admin_port: u16,
+    /// The HTTPS listener's port, where the configuration has `{tls_port}`.
+    pub tls_port: u16,
     pub dir: tempfile::TempDir,
     log: PathBuf,
     child: Child,
@@ -214,9 +216,11 @@ impl Proxy {
         }
         let port = free_port();
         let admin_port = free_port();
+        let tls_port = free_port();
         let text = config
             .replace("{port}", &port.to_string())
             .replace("{admin_port}", &admin_port.to_string())
+            .replace("{tls_port}", &tls_port.to_string())
             .replace("{dir}", &dir.path().display().to_string());
         std::fs::File::create(dir.path().join("sessiongate.toml"))
             .and_then(|mut f| f.write_all(text.as_bytes()))
@@ -225,7 +229,17 @@ impl Proxy {
         let mut child = Self::spawn(&dir, &log, args);
         // Ready once both listeners are up: the admin listener may come a moment after the
         // public one, and a test that asks /readyz first must not find it refused.
-        wait_for_port(port, &mut child, "sessiongate", Some(&log));
+        if text.contains(&format!("127.0.0.1:{port}")) {
+            wait_for_port(port, &mut child, "sessiongate", Some(&log));
+        }
+        if text.contains(&format!("127.0.0.1:{tls_port}")) {
+            wait_for_port(
+                tls_port,
+                &mut child,
+                "sessiongate's HTTPS listener",
+                Some(&log),
+            );
+        }
         if text.contains(&format!("127.0.0.1:{admin_port}")) {
             wait_for_port(
                 admin_port,
@@ -237,6 +251,7 @@ impl Proxy {
         Proxy {
             port,
             admin_port,
+            tls_port,
             dir,
             log,
             child,
@@ -266,6 +281,7 @@ impl Proxy {
         let text = config
             .replace("{port}", &self.port.to_string())
             .replace("{admin_port}", &self.admin_port.to_string())
+            .replace("{tls_port}", &self.tls_port.to_string())
             .replace("{dir}", &self.dir.path().display().to_string());
         std::fs::write(self.config_path(), text).expect("rewrites config");
     }
@@ -292,6 +308,7 @@ impl Proxy {
         Proxy {
             port: self.port,
             admin_port: self.admin_port,
+            tls_port: self.tls_port,
             dir,
             log,
             child,

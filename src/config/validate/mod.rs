@@ -11,6 +11,7 @@ mod secrets;
 mod server;
 mod session;
 mod store;
+mod tls;
 mod upstream;
 
 use std::path::Path;
@@ -23,7 +24,12 @@ use problems::Problems;
 /// Validates the raw file; `base` resolves relative secret file paths.
 pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
     let mut p = Problems::default();
-    let server = server::check(&raw.server, base, &mut p);
+    let server = server::check(&raw.server, raw.tls.is_some(), base, &mut p);
+    let plain = server.as_ref().map_or(&[][..], |s| &s.listen[..]);
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|t| tls::check(t, plain, base, &mut p));
     let redis = matches!(
         raw.store.kind,
         Some(crate::config::file::RawStoreKind::Redis)
@@ -57,6 +63,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem
             cache,
             upstreams,
             routes,
+            tls,
         }),
         _ => Err(vec![ConfigProblem {
             path: String::new(),

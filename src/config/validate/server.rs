@@ -10,13 +10,26 @@ use super::secrets::{read_secret, Secret, SecretKeys};
 use crate::config::file::RawServer;
 use crate::config::model::{ConnectionLimits, ServerSettings};
 
-pub(super) fn check(raw: &RawServer, base: &Path, p: &mut Problems) -> Option<ServerSettings> {
-    let listen_raw = raw
-        .listen
-        .clone()
-        .unwrap_or_else(|| vec![defaults::LISTEN.to_string()]);
-    if listen_raw.is_empty() {
-        p.add("server.listen", "needs at least one address");
+/// `tls`: whether there are HTTPS listeners (then the plain ones may be none, and are none
+/// unless listed).
+pub(super) fn check(
+    raw: &RawServer,
+    tls: bool,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<ServerSettings> {
+    let listen_raw = raw.listen.clone().unwrap_or_else(|| {
+        if tls {
+            Vec::new()
+        } else {
+            vec![defaults::LISTEN.to_string()]
+        }
+    });
+    if listen_raw.is_empty() && !tls {
+        p.add(
+            "server.listen",
+            "needs at least one address (or HTTPS listeners in [tls])",
+        );
     }
     let listen: Vec<SocketAddr> = listen_raw
         .iter()

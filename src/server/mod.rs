@@ -1,5 +1,7 @@
 //! Assembles the Pingora server: the proxy service on the public listeners, the admin service,
-//! and the store's housekeeping in the background.
+//! and the store's housekeeping in the background. `listeners` sets up the public listeners.
+
+mod listeners;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,17 +17,12 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use tracing::{debug, info};
 
-use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
-use pingora::proxy::HttpProxy;
-
 use crate::admin::Admin;
 use crate::cache::invalidation::Invalidator;
 use crate::cache::renewal::RenewalFlusher;
 use crate::config::model::StoreSettings;
 use crate::config::Config;
-use crate::connection::{Admission, ConnectionGuard, GuardedStream, HeadLimits, Ticket};
-use crate::proxy::{Gateway, GatewayState, SharedState};
+use crate::proxy::{GatewayState, SharedState};
 use crate::reload::{ControlService, Reloader};
 use crate::session::lifecycle::now_ms;
 use crate::store::{SessionStore, StoreError};
@@ -120,86 +117,6 @@ impl BackgroundService for AccessLogShutdown {
     }
 }
 
-/// A connection's place under the caps, counted in `sessiongate_client_connections` while
-/// it is held.
-struct Held(#[allow(dead_code)] Ticket);
-
-impl Held {
-    fn new(ticket: Ticket) -> Self {
-        crate::metrics::metrics().connections_open.inc();
-        Held(ticket)
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        crate::metrics::metrics().connections_open.dec();
-    }
-}
-
-/// The proxy behind the connection limits: each accepted connection takes a place under the
-/// connection caps (or is answered 503), and an HTTP/1 connection's stream is wrapped by the
-/// head guard with the limits of the configuration current at its accept.
-struct GuardedProxy {
-    proxy: Arc<HttpProxy<Gateway>>,
-    state: SharedState,
-    admission: Arc<Admission>,
-}
-
-#[async_trait]
-impl ServerApp for GuardedProxy {
-    async fn process_new(
-        self: &Arc<Self>,
-        mut stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        let accepted = std::time::Instant::now();
-        let client = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let _held = match self.admission.admit(client) {
-            Ok(ticket) => Held::new(ticket),
-            Err(refused) => {
-                crate::metrics::metrics()
-                    .connections_refused
-                    .with_label_values(&[refused.as_str()])
-                    .inc();
-                debug!(
-                    reason = refused.as_str(),
-                    "refused a connection over the cap"
-                );
-                use tokio::io::AsyncWriteExt;
-                let _ = stream.write_all(refused.response()).await;
-                let _ = stream.flush().await;
-                let _ = stream.shutdown().await;
-                return None;
-            }
-        };
-        let c = self.state.load().config.server.connections;
-        let limits = HeadLimits {
-            header_timeout: c.header_timeout,
-            max_header_bytes: c.max_header_bytes,
-            max_headers: c.max_headers,
-            idle_timeout: c.keepalive_timeout,
-        };
-        if stream.selected_alpn_proto() == Some(pingora::protocols::ALPN::H2) {
-            // HTTP/2's frames carry their own limits (the h2 codec's).
-            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
-        }
-        let guard = ConnectionGuard::new(limits, accepted);
-        let stream: Stream = Box::new(GuardedStream::new(stream, guard.clone()));
-        crate::connection::guard::scope(
-            guard,
-            ServerApp::process_new(&self.proxy, stream, shutdown),
-        )
-        .await
-    }
-
-    async fn cleanup(&self) {
-        ServerApp::cleanup(&*self.proxy).await
-    }
-}
-
 /// How to start: the configuration, the file it came from (re-read on SIGHUP), and whether
 /// to take the listening sockets over from a running instance (`--upgrade`).
 pub struct Launch {
@@ -246,22 +163,7 @@ pub fn build(launch: Launch) -> Result<Server, StoreError> {
     )));
     let store = backend.store();
 
-    let connections = state.load().config.server.connections;
-    let app = GuardedProxy {
-        proxy: Arc::new(pingora::proxy::http_proxy(
-            &server.configuration,
-            Gateway::new(state.clone()),
-        )),
-        state: state.clone(),
-        admission: Admission::new(
-            connections.max_connections,
-            connections.max_connections_per_client,
-        ),
-    };
-    let mut proxy = Service::new("sessiongate".to_string(), app);
-    for addr in &listen {
-        proxy.add_tcp(&addr.to_string());
-    }
+    let (proxy, certificates) = listeners::proxy_service(&server.configuration, state.clone());
     let mut admin = Service::new(
         "admin".to_string(),
         HttpServer::new_app(Admin::new(state.clone(), backend.clone())),
@@ -287,7 +189,7 @@ pub fn build(launch: Launch) -> Result<Server, StoreError> {
     server.add_service(background_service("access log", AccessLogShutdown));
     server.add_service(background_service(
         "health checks and reloads",
-        ControlService(Reloader::new(path, state, backend)),
+        ControlService(Reloader::new(path, state, backend, certificates)),
     ));
     if let Some(flusher) = tasks.flusher {
         server.add_service(background_service(
