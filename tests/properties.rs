@@ -813,3 +813,272 @@ mod paths {
         assert_eq!(t.find(HOST, b"/Shop/ADMIN"), Some(7));
     }
 }
+
+mod namespace {
+    use super::*;
+    use http::HeaderName;
+    use sessiongate::header_names::{fold_byte, folded, Forwarding};
+    use sessiongate::identity::namespace::{Protected, ProtectedNamespace};
+
+    /// The identity headers of the configuration under test: the assertion and the mapped
+    /// headers (one of them outside the `X-` names, one with an underscore).
+    const IDENTITY: &[&str] = &[
+        "x-sessiongate-assertion",
+        "x-auth-user",
+        "x-auth-email",
+        "x-auth-roles",
+        "remote-user",
+        "x_tenant",
+    ];
+
+    /// The rest of the namespace as docs/protocol.md lists it.
+    const FORWARDING: &[(&str, Option<Forwarding>)] = &[
+        ("x-forwarded-for", Some(Forwarding::For)),
+        ("x-forwarded-host", Some(Forwarding::Host)),
+        ("x-forwarded-proto", Some(Forwarding::Proto)),
+        ("forwarded", Some(Forwarding::Forwarded)),
+        ("x-forwarded-port", None),
+        ("x-forwarded-prefix", None),
+        ("x-forwarded-server", None),
+        ("x-forwarded-ssl", None),
+        ("x-forwarded-scheme", None),
+        ("x-forwarded-uri", None),
+        ("x-forwarded-method", None),
+        ("x-original-forwarded-for", None),
+        ("x-original-host", None),
+        ("x-url-scheme", None),
+        ("front-end-https", None),
+        ("x-real-ip", None),
+        ("x-client-ip", None),
+        ("true-client-ip", None),
+        ("x-cluster-client-ip", None),
+    ];
+    const OTHERS: &[&str] = &["x-request-id", "x-original-url", "x-rewrite-url"];
+
+    /// Every byte RFC 9110 allows in a header name besides letters and digits.
+    const SEPARATORS: &[u8] = b"!#$%&'*+-.^_`|~";
+
+    fn ns() -> ProtectedNamespace {
+        let names: Vec<HeaderName> = IDENTITY
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect();
+        ProtectedNamespace::new(names.iter())
+    }
+
+    fn protected_names() -> Vec<&'static str> {
+        IDENTITY
+            .iter()
+            .chain(FORWARDING.iter().map(|(n, _)| n))
+            .chain(OTHERS)
+            .copied()
+            .collect()
+    }
+
+    /// How a CGI gateway names the variable: upper case, every other byte `_`.
+    fn cgi(name: &[u8]) -> Vec<u8> {
+        name.iter()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    b.to_ascii_uppercase()
+                } else {
+                    b'_'
+                }
+            })
+            .collect()
+    }
+
+    fn oracle(name: &[u8]) -> bool {
+        let folded = cgi(name);
+        folded.starts_with(b"X_SESSIONGATE_")
+            || protected_names()
+                .iter()
+                .any(|p| cgi(p.as_bytes()) == folded)
+    }
+
+    /// `name` with every letter in a random case and every separator replaced by a random
+    /// one from the tchar set.
+    fn respell(name: &[u8], choices: &[(bool, prop::sample::Index)]) -> Vec<u8> {
+        name.iter()
+            .zip(choices.iter().cycle())
+            .map(|(&b, (upper, sep))| {
+                if b.is_ascii_alphanumeric() {
+                    if *upper {
+                        b.to_ascii_uppercase()
+                    } else {
+                        b.to_ascii_lowercase()
+                    }
+                } else {
+                    SEPARATORS[sep.index(SEPARATORS.len())]
+                }
+            })
+            .collect()
+    }
+
+    fn choices() -> impl Strategy<Value = Vec<(bool, prop::sample::Index)>> {
+        prop::collection::vec((any::<bool>(), any::<prop::sample::Index>()), 1..40)
+    }
+
+    /// Names made of tchar bytes: spellings of protected names, near misses (a byte more, a
+    /// byte less, another byte), names under the `X-Sessiongate-` prefix, and random names.
+    fn tchar_name() -> impl Strategy<Value = Vec<u8>> {
+        let protected = prop::sample::select(protected_names());
+        let spelled = (protected.clone(), choices()).prop_map(|(n, c)| respell(n.as_bytes(), &c));
+        let near_miss = (
+            protected,
+            choices(),
+            any::<prop::sample::Index>(),
+            0..3u8,
+            "[A-Za-z0-9!#$%&'*+.^_`|~-]",
+        )
+            .prop_map(|(n, c, at, how, b)| {
+                let mut v = respell(n.as_bytes(), &c);
+                let i = at.index(v.len() + 1);
+                match how {
+                    0 => v.insert(i, b.as_bytes()[0]),
+                    1 if i < v.len() => {
+                        v.remove(i);
+                    }
+                    _ if i < v.len() => v[i] = b.as_bytes()[0],
+                    _ => v.push(b.as_bytes()[0]),
+                }
+                v
+            });
+        let prefixed = (choices(), "[A-Za-z0-9!#$%&'*+.^_`|~-]{0,20}")
+            .prop_map(|(c, tail)| [respell(b"x-sessiongate-", &c), tail.into_bytes()].concat());
+        prop_oneof![
+            3 => spelled,
+            3 => near_miss,
+            2 => prefixed,
+            2 => "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,30}".prop_map(String::into_bytes),
+            1 => "[A-Za-z0-9!#$%&'*+.^_`|~-]{120,140}".prop_map(String::into_bytes),
+        ]
+    }
+
+    fn kind(p: Option<Protected>) -> Option<Protected> {
+        p.map(|p| match p {
+            Protected::Forwarding { kind, .. } => Protected::Forwarding {
+                kind,
+                canonical: false,
+            },
+            other => other,
+        })
+    }
+
+    /// `fold_byte` on every byte: the CGI fold of that byte, in lower case and with `-`.
+    /// Mutation caught: `fold_byte` not lowering the case.
+    #[test]
+    fn fold_byte_is_the_cgi_fold_of_every_byte() {
+        for b in 0..=255u8 {
+            let cgi = cgi(&[b])[0];
+            let expected = if cgi == b'_' {
+                b'-'
+            } else {
+                cgi.to_ascii_lowercase()
+            };
+            assert_eq!(fold_byte(b), expected, "{b:#04x}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// `folded`: lower-case letters and digits stay, every other byte is `-`, length
+        /// kept: the CGI fold, in lower case and with `-`.
+        /// Mutation caught: `fold_byte` keeping `_` (as PHP's built-in server does).
+        #[test]
+        fn folding_is_the_cgi_fold(name in "[ -~]{0,40}") {
+            let expected: String = cgi(name.as_bytes())
+                .iter()
+                .map(|&b| if b == b'_' { '-' } else { char::from(b.to_ascii_lowercase()) })
+                .collect();
+            prop_assert_eq!(folded(&name), expected);
+        }
+
+        /// A tchar name is protected exactly when its CGI variable is that of a protected
+        /// name, or starts with `X_SESSIONGATE_`.
+        /// Mutation caught: `x-forwarded-uri` left out of `FORWARDING`; `fold_byte` not
+        /// lowering the case.
+        #[test]
+        fn protected_exactly_when_a_cgi_gateway_reads_a_protected_name(name in tchar_name()) {
+            prop_assert_eq!(
+                ns().is_protected(&name),
+                oracle(&name),
+                "{:?}",
+                String::from_utf8_lossy(&name)
+            );
+        }
+
+        /// `find` lists every protected name among the request's headers, each once, in order,
+        /// and nothing else: no name that folds to a protected one survives the strip.
+        /// Mutation caught: `find` without its check for a name already listed.
+        #[test]
+        fn find_lists_every_protected_name_once(
+            names in prop::collection::vec(tchar_name(), 0..12),
+            repeat in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        ) {
+            let mut names: Vec<HeaderName> = names
+                .iter()
+                .map(|n| HeaderName::from_bytes(n).expect("tchar names are header names"))
+                .collect();
+            if !names.is_empty() {
+                for r in repeat {
+                    let n = names[r.index(names.len())].clone();
+                    names.push(n);
+                }
+            }
+            let found: Vec<HeaderName> = ns().find(names.iter()).into_iter().map(|(n, _)| n).collect();
+            let mut expected: Vec<HeaderName> = Vec::new();
+            for n in &names {
+                if oracle(n.as_str().as_bytes()) && !expected.contains(n) {
+                    expected.push(n.clone());
+                }
+            }
+            prop_assert_eq!(found, expected);
+        }
+
+        /// Changing the case of letters or swapping one separator for another never changes
+        /// the verdict, nor the part of the namespace the name is in.
+        /// Mutation caught: `folded_eq` comparing the `X-Sessiongate-` prefix without folding
+        /// the name (`x!sessiongate!` passes).
+        #[test]
+        fn case_and_separators_never_change_the_verdict(name in tchar_name(), c in choices()) {
+            let ns = ns();
+            let other = respell(&name, &c);
+            prop_assert_eq!(
+                kind(ns.classify(&name)),
+                kind(ns.classify(&other)),
+                "{:?} / {:?}",
+                String::from_utf8_lossy(&name),
+                String::from_utf8_lossy(&other)
+            );
+        }
+
+        /// A forwarding header is `canonical` in its standard lower-case spelling only; every
+        /// other spelling is the same kind of forwarding header, not canonical (and so a spoof,
+        /// removed even from a trusted proxy).
+        /// Mutation caught: `canonical` compared ignoring ASCII case.
+        #[test]
+        fn only_the_standard_spelling_of_a_forwarding_header_is_canonical(
+            at in any::<prop::sample::Index>(),
+            c in choices(),
+        ) {
+            let (name, kind) = FORWARDING[at.index(FORWARDING.len())];
+            let ns = ns();
+            let expected_kind = kind.unwrap_or(Forwarding::Other);
+            prop_assert_eq!(
+                ns.classify(name.as_bytes()),
+                Some(Protected::Forwarding { kind: expected_kind, canonical: true })
+            );
+            let other = respell(name.as_bytes(), &c);
+            let canonical = other == name.as_bytes();
+            prop_assert_eq!(
+                ns.classify(&other),
+                Some(Protected::Forwarding { kind: expected_kind, canonical }),
+                "{:?}",
+                String::from_utf8_lossy(&other)
+            );
+            prop_assert_eq!(ns.classify(&other).unwrap().is_spoof(), !canonical);
+        }
+    }
+}
