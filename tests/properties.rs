@@ -1082,3 +1082,300 @@ mod namespace {
         }
     }
 }
+
+mod forwarded {
+    use super::*;
+    use http::{HeaderMap, HeaderName, HeaderValue};
+    use sessiongate::inbound::{Forwarded, Seen, TrustedProxies};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+    const NETS: &[&str] = &[
+        "10.0.0.0/8",
+        "192.168.1.1/32",
+        "127.0.0.0/8",
+        "2001:db8:ff::/48",
+    ];
+
+    fn trusted(addr: IpAddr) -> bool {
+        let addr = canonical(addr);
+        NETS.iter()
+            .any(|n| n.parse::<ipnet::IpNet>().unwrap().contains(&addr))
+    }
+
+    fn canonical(addr: IpAddr) -> IpAddr {
+        match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        }
+    }
+
+    /// What an `X-Forwarded-For` entry names, read with the standard library's parsers.
+    fn parse_entry(entry: &str) -> Option<IpAddr> {
+        entry
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+            .map(canonical)
+    }
+
+    /// Addresses inside and outside the trusted ranges, IPv4, IPv6 and IPv4-mapped.
+    fn address() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<[u8; 3]>().prop_map(|[a, b, c]| IpAddr::V4(Ipv4Addr::new(10, a, b, c))),
+            prop::sample::select(vec![
+                "192.168.1.1",
+                "192.168.1.2",
+                "127.0.0.1",
+                "11.0.0.1",
+                "9.255.255.255",
+            ])
+            .prop_map(|a| a.parse().unwrap()),
+            any::<u8>().prop_map(|d| IpAddr::V4(Ipv4Addr::new(203, 0, 113, d))),
+            any::<u8>().prop_map(|d| IpAddr::V4(Ipv4Addr::new(198, 51, 100, d))),
+            any::<u16>()
+                .prop_map(|d| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, d))),
+            any::<u16>().prop_map(|d| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, d))),
+            any::<[u8; 2]>()
+                .prop_map(|[a, b]| IpAddr::V6(Ipv4Addr::new(10, 0, a, b).to_ipv6_mapped())),
+            any::<u8>().prop_map(|d| IpAddr::V6(Ipv4Addr::new(203, 0, 113, d).to_ipv6_mapped())),
+        ]
+    }
+
+    /// An `X-Forwarded-For` entry: an address (with or without a port), or something else.
+    fn entry() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => address().prop_map(|a| a.to_string()),
+            2 => (address(), any::<u16>()).prop_map(|(a, p)| SocketAddr::new(a, p).to_string()),
+            1 => prop::sample::select(vec![
+                "unknown", "garbage", "_hidden", "1.2.3", "", "[2001:db8::1]", "fe80::1%eth0",
+                "10.0.0.1:99999", "10.0.0.1 10.0.0.2",
+            ])
+            .prop_map(String::from),
+        ]
+    }
+
+    fn chain_value() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec((entry(), ows(), ows()), 1..5),
+            ows(),
+            ows(),
+        )
+            .prop_map(|(entries, a, b)| {
+                let inner: Vec<String> = entries
+                    .into_iter()
+                    .map(|(e, x, y)| format!("{x}{e}{y}"))
+                    .collect();
+                format!("{a}{}{b}", inner.join(","))
+            })
+    }
+
+    fn any_value() -> impl Strategy<Value = HeaderValue> {
+        prop_oneof![
+            "[ -~\t]{0,30}".prop_map(|s| s.into_bytes()),
+            prop::collection::vec(any::<u8>(), 0..30),
+        ]
+        .prop_filter_map("a header value", |b| HeaderValue::from_bytes(&b).ok())
+    }
+
+    const OTHER_NAMES: &[&str] = &[
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-prefix",
+        "x_forwarded_for",
+        "x.forwarded.for",
+        "x_forwarded_host",
+        "x-real_ip",
+    ];
+
+    /// Inbound headers: `X-Forwarded-For` chains (in one value or several, sometimes with a
+    /// value that is not text), and the other forwarding headers in several spellings.
+    fn inbound() -> impl Strategy<Value = HeaderMap> {
+        (
+            prop::collection::vec(
+                prop_oneof![
+                    4 => chain_value().prop_filter_map("a header value", |v| HeaderValue::from_str(&v).ok()),
+                    1 => any_value(),
+                ],
+                0..3,
+            ),
+            prop::collection::vec((prop::sample::select(OTHER_NAMES), any_value()), 0..6),
+        )
+            .prop_map(|(chains, others)| {
+                let mut h = HeaderMap::new();
+                for v in chains {
+                    h.append("x-forwarded-for", v);
+                }
+                for (n, v) in others {
+                    h.append(HeaderName::from_static(n), v);
+                }
+                h
+            })
+    }
+
+    fn seen_host() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "app.example.com:8080",
+            "a",
+            "",
+            "[::1]:443",
+            "h.example",
+        ])
+    }
+
+    fn proxies(forwarded_header: bool) -> TrustedProxies {
+        TrustedProxies::new(
+            NETS.iter().map(|n| n.parse().unwrap()).collect(),
+            forwarded_header,
+        )
+    }
+
+    fn get<'a>(f: &'a Forwarded, name: &str) -> Vec<&'a str> {
+        f.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.to_str().unwrap_or("<not text>"))
+            .collect()
+    }
+
+    /// The trusted peer's inbound chain as the proxy must keep it: the `X-Forwarded-For`
+    /// values trimmed and joined, empty ones skipped; `None` when there is none, or one of
+    /// them is not text.
+    fn inbound_chain(h: &HeaderMap) -> Option<String> {
+        let mut parts = Vec::new();
+        for v in h.get_all("x-forwarded-for") {
+            let text = v.to_str().ok()?.trim();
+            if !text.is_empty() {
+                parts.push(text.to_string());
+            }
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Mutation caught: a forwarding value read with `to_str().unwrap()` panics on a
+        /// value that is not visible ASCII.
+        #[test]
+        fn forwarded_never_panics(
+            inbound in inbound(),
+            peer in prop::option::weighted(0.9, address()),
+            proto in prop::sample::select(vec!["http", "https"]),
+            host in seen_host(),
+            flag in any::<bool>(),
+        ) {
+            let _ = proxies(flag).forwarded(Seen { peer, proto, host }, &inbound);
+            let _ = TrustedProxies::default().forwarded(Seen { peer, proto, host }, &inbound);
+        }
+
+        /// From a peer that is not trusted nothing inbound reaches the output: it is what the
+        /// proxy saw, the same as for a request without any forwarding header.
+        /// Mutation caught: every peer with an address taken as trusted.
+        #[test]
+        fn an_untrusted_peer_gets_only_what_the_proxy_saw(
+            inbound in inbound(),
+            peer in prop::option::weighted(0.9, address().prop_filter("untrusted", |a| !trusted(*a))),
+            proto in prop::sample::select(vec!["http", "https"]),
+            host in seen_host(),
+            flag in any::<bool>(),
+        ) {
+            let seen = Seen { peer, proto, host };
+            let f = proxies(flag).forwarded(seen, &inbound);
+            prop_assert_eq!(&f, &proxies(flag).forwarded(seen, &HeaderMap::new()));
+            let peer_text = peer.map_or("unknown".to_string(), |p| canonical(p).to_string());
+            prop_assert_eq!(get(&f, "x-forwarded-for"), vec![peer_text.as_str()]);
+            prop_assert_eq!(get(&f, "x-forwarded-proto"), vec![proto]);
+            let hosts: Vec<&str> = if host.is_empty() { vec![] } else { vec![host] };
+            prop_assert_eq!(get(&f, "x-forwarded-host"), hosts);
+            prop_assert_eq!(get(&f, "forwarded").len(), usize::from(flag));
+            prop_assert_eq!(f.headers.len(), 2 + usize::from(!host.is_empty()) + usize::from(flag));
+            prop_assert_eq!(f.client, peer.map(canonical));
+        }
+
+        /// From a trusted peer `X-Forwarded-For` is the inbound chain (when it is text) and
+        /// then the peer; spellings other than the standard one never count.
+        /// Mutation caught: the peer written before the chain.
+        #[test]
+        fn a_trusted_peer_extends_the_chain_with_itself(
+            inbound in inbound(),
+            peer in address().prop_filter("trusted", |a| trusted(*a)),
+            host in seen_host(),
+            flag in any::<bool>(),
+        ) {
+            let seen = Seen { peer: Some(peer), proto: "https", host };
+            let f = proxies(flag).forwarded(seen, &inbound);
+            let peer_text = canonical(peer).to_string();
+            let expected = match inbound_chain(&inbound) {
+                Some(chain) => format!("{chain}, {peer_text}"),
+                None => peer_text.clone(),
+            };
+            prop_assert_eq!(get(&f, "x-forwarded-for"), vec![expected.as_str()]);
+            let mut standard = HeaderMap::new();
+            for (n, v) in &inbound {
+                if !n.as_str().contains(['_', '.']) {
+                    standard.append(n.clone(), v.clone());
+                }
+            }
+            prop_assert_eq!(&f, &proxies(flag).forwarded(seen, &standard));
+        }
+
+        /// The client is the rightmost hop of `chain, peer` that is not a trusted address;
+        /// when every hop is trusted, the leftmost; when the walk meets an entry that is not
+        /// an address, the trusted hop that reported it. So it is always the peer or an
+        /// address of the inbound chain, and a trusted address only when every hop up to the
+        /// end of the chain (or up to an entry that names no address) is trusted.
+        /// Mutation caught: the walk not stopping at the first untrusted hop.
+        #[test]
+        fn the_client_is_the_rightmost_untrusted_hop(
+            inbound in inbound(),
+            peer in address(),
+        ) {
+            let seen = Seen { peer: Some(peer), proto: "http", host: "a" };
+            let f = proxies(false).forwarded(seen, &inbound);
+            let client = f.client.expect("a peer address");
+            let chain = if trusted(peer) { inbound_chain(&inbound) } else { None };
+            let hops: Vec<Option<IpAddr>> = chain
+                .iter()
+                .flat_map(|c| c.split(','))
+                .map(|e| parse_entry(e.trim()))
+                .chain([Some(canonical(peer))])
+                .collect();
+            prop_assert!(
+                hops.contains(&Some(client)),
+                "{} is neither the peer nor in {:?}", client, chain
+            );
+            // The walk, from the right: `at` is the hop it ends on.
+            let mut at = hops.len() - 1;
+            while at > 0 && trusted(hops[at].unwrap()) && hops[at - 1].is_some() {
+                at -= 1;
+            }
+            prop_assert_eq!(Some(client), hops[at], "chain {:?}, peer {}", chain, peer);
+            // Every hop right of the client is trusted; a trusted client is the leftmost hop,
+            // or the hop left of it names no address.
+            prop_assert!(hops[at + 1..].iter().all(|h| h.is_some_and(trusted)));
+            if trusted(client) {
+                prop_assert!(at == 0 || hops[at - 1].is_none(), "chain {:?}", chain);
+            }
+        }
+
+        /// Every output header value is visible ASCII text.
+        /// Mutation caught: forwarding values read with `String::from_utf8_lossy` instead of
+        /// `to_str` (a value with bytes above 0x7f comes out as U+FFFD).
+        #[test]
+        fn output_values_are_text(
+            inbound in inbound(),
+            peer in prop::option::weighted(0.9, address()),
+            host in seen_host(),
+            flag in any::<bool>(),
+        ) {
+            let f = proxies(flag).forwarded(Seen { peer, proto: "http", host }, &inbound);
+            for (name, value) in &f.headers {
+                prop_assert!(value.to_str().is_ok(), "{}: {:?}", name, value);
+                prop_assert!(HeaderValue::from_bytes(value.as_bytes()).is_ok());
+                prop_assert!(!value.is_empty(), "{} is empty", name);
+            }
+        }
+    }
+}
