@@ -1996,3 +1996,260 @@ mod host {
         }
     }
 }
+
+mod websocket {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use http::{HeaderMap, HeaderValue, Method, Version};
+    use sessiongate::inbound::websocket::{accept_for, accepts, classify, Upgrade};
+    use sha1::{Digest, Sha1};
+
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    /// The padded base64 of exactly 16 bytes, decided without a decoder: 22 characters of
+    /// the alphabet (the last carrying four zero bits) and `==`.
+    fn key_of_16_bytes(key: &[u8]) -> bool {
+        key.len() == 24
+            && key[22..] == *b"=="
+            && key[..22].iter().all(|b| B64.contains(b))
+            && B64.iter().position(|b| *b == key[21]).unwrap() % 16 == 0
+    }
+
+    /// RFC 6455 §4.2.2: base64(SHA-1(key ‖ GUID)).
+    fn expected_accept(key: &[u8]) -> String {
+        let mut sha = Sha1::new();
+        sha.update(key);
+        sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+        STANDARD.encode(sha.finalize())
+    }
+
+    fn has_token(h: &HeaderMap, name: &str, token: &str) -> bool {
+        h.get_all(name).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| trim_ows(t).eq_ignore_ascii_case(token.as_bytes()))
+        })
+    }
+
+    fn only<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+        let all: Vec<&HeaderValue> = h.get_all(name).iter().collect();
+        match all.as_slice() {
+            [one] => Some(trim_ows(one.as_bytes())),
+            _ => None,
+        }
+    }
+
+    /// Keys: valid ones, and ones of 15 or 17 bytes, with stray bits, the URL-safe alphabet,
+    /// no padding, whitespace around, or random characters.
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => any::<[u8; 16]>().prop_map(|b| STANDARD.encode(b)),
+            1 => any::<[u8; 15]>().prop_map(|b| STANDARD.encode(b)),
+            2 => any::<[u8; 17]>().prop_map(|b| STANDARD.encode(b)),
+            1 => (any::<[u8; 16]>(), 1..16usize).prop_map(|(b, bits)| {
+                let mut k = STANDARD.encode(b).into_bytes();
+                let i = B64.iter().position(|c| *c == k[21]).unwrap();
+                k[21] = B64[(i & !15) | bits];
+                String::from_utf8(k).unwrap()
+            }),
+            1 => any::<[u8; 16]>().prop_map(|b| STANDARD.encode(b).replace('+', "-").replace('/', "_")),
+            1 => any::<[u8; 16]>().prop_map(|b| STANDARD.encode(b).trim_end_matches('=').to_string()),
+            1 => (any::<[u8; 16]>(), ows(), ows()).prop_map(|(b, x, y)| format!("{x}{}{y}", STANDARD.encode(b))),
+            1 => "[A-Za-z0-9+/=]{20,26}",
+        ]
+    }
+
+    fn handshake() -> impl Strategy<Value = (Method, Version, HeaderMap)> {
+        let method = prop_oneof![
+            3 => Just("GET"),
+            1 => prop::sample::select(vec!["POST", "HEAD", "get", "CONNECT"]),
+        ]
+        .prop_map(|m| Method::from_bytes(m.as_bytes()).unwrap());
+        let version = prop_oneof![
+            3 => Just(Version::HTTP_11),
+            1 => prop::sample::select(vec![
+                Version::HTTP_09,
+                Version::HTTP_10,
+                Version::HTTP_2,
+                Version::HTTP_3,
+            ]),
+        ];
+        let upgrade = prop::collection::vec(
+            prop::sample::select(vec![
+                "websocket",
+                "WebSocket",
+                " websocket ",
+                "h2c",
+                "websocket, h2c",
+                "h2c, websocket",
+                "websocketx",
+                "",
+            ]),
+            0..3,
+        );
+        let connection = prop::collection::vec(
+            prop::sample::select(vec![
+                "upgrade",
+                "Upgrade",
+                "keep-alive, Upgrade",
+                "close",
+                "upgradex",
+                "",
+            ]),
+            0..3,
+        );
+        let keys = prop_oneof![4 => prop::collection::vec(key(), 1..2), 1 => prop::collection::vec(key(), 0..3)];
+        let versions = prop_oneof![
+            4 => Just(vec!["13"]),
+            1 => prop::collection::vec(prop::sample::select(vec!["13", " 13 ", "8", "13, 13", "", "013"]), 0..3),
+        ];
+        (
+            method,
+            version,
+            upgrade,
+            prop::bool::weighted(0.9),
+            connection,
+            keys,
+            versions,
+        )
+            .prop_map(|(m, v, upgrade, ws, connection, keys, versions)| {
+                let mut h = HeaderMap::new();
+                if ws {
+                    h.append("upgrade", HeaderValue::from_static("websocket"));
+                    h.append("connection", HeaderValue::from_static("Upgrade"));
+                }
+                for u in upgrade {
+                    h.append("upgrade", HeaderValue::from_static(u));
+                }
+                for c in connection {
+                    h.append("connection", HeaderValue::from_static(c));
+                }
+                for k in keys {
+                    h.append("sec-websocket-key", HeaderValue::from_str(&k).unwrap());
+                }
+                for v in versions {
+                    h.append("sec-websocket-version", HeaderValue::from_static(v));
+                }
+                (m, v, h)
+            })
+    }
+
+    /// How a 101 carries the accept value.
+    #[derive(Debug, Clone, Copy)]
+    enum AcceptForm {
+        Missing,
+        Right,
+        RightWithSpaces,
+        Wrong,
+        Twice,
+        RightAndWrong,
+        OtherCase,
+        Truncated,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Mutation caught: tokens compared on their first bytes
+        /// (`t.trim_ascii()[..token.len()]`) panics on a short one.
+        #[test]
+        fn handshake_checks_never_panic(
+            (method, version, mut h) in handshake(),
+            extra in prop::collection::vec(
+                (
+                    prop::sample::select(vec!["upgrade", "connection", "sec-websocket-key", "sec-websocket-version", "sec-websocket-accept"]),
+                    prop::collection::vec(any::<u8>(), 0..30)
+                        .prop_filter_map("a header value", |b| HeaderValue::from_bytes(&b).ok()),
+                ),
+                0..4,
+            ),
+            accept in "[ -~]{0,30}",
+        ) {
+            for (n, v) in extra {
+                h.append(n, v);
+            }
+            let _ = classify(&method, version, &h);
+            let _ = accepts(&h, &accept);
+        }
+
+        /// `classify` says WebSocket exactly for a GET over HTTP/1.1 with `Upgrade: websocket`,
+        /// `Connection: upgrade`, one key that is the base64 of 16 bytes and one version 13,
+        /// and then with the accept value RFC 6455 gives for that key.
+        /// Mutation caught: a key of 16 bytes or more taken (`bytes.len() >= 16`).
+        #[test]
+        fn only_a_genuine_handshake_is_a_websocket((method, version, h) in handshake()) {
+            let genuine = method == Method::GET
+                && version == Version::HTTP_11
+                && has_token(&h, "upgrade", "websocket")
+                && has_token(&h, "connection", "upgrade")
+                && only(&h, "sec-websocket-key").is_some_and(key_of_16_bytes)
+                && only(&h, "sec-websocket-version") == Some(b"13".as_slice());
+            let r = classify(&method, version, &h);
+            match &r {
+                Ok(Upgrade::WebSocket { accept }) => {
+                    prop_assert!(genuine, "{} {:?} {:?}", method, version, h);
+                    prop_assert_eq!(accept, &expected_accept(only(&h, "sec-websocket-key").unwrap()));
+                }
+                _ => prop_assert!(!genuine, "{} {:?} {:?}: {:?}", method, version, h, r),
+            }
+        }
+
+        /// `accepts(response, accept_for(key))` holds exactly when the response carries that
+        /// accept value once (spaces around it aside) and `Upgrade: websocket`; `accept_for`
+        /// is RFC 6455's value.
+        /// Mutation caught: the accept value compared ignoring ASCII case.
+        #[test]
+        fn a_101_completes_the_handshake_only_with_the_right_accept(
+            key in any::<[u8; 16]>().prop_map(|b| STANDARD.encode(b)),
+            other in any::<[u8; 16]>().prop_map(|b| STANDARD.encode(b)),
+            form in prop::sample::select(vec![
+                AcceptForm::Missing, AcceptForm::Right, AcceptForm::RightWithSpaces, AcceptForm::Wrong,
+                AcceptForm::Twice, AcceptForm::RightAndWrong, AcceptForm::OtherCase, AcceptForm::Truncated,
+            ]),
+            upgrade in prop::collection::vec(
+                prop::sample::select(vec!["websocket", "WebSocket", "websocket, foo", "h2c", "", "websockets"]),
+                0..3,
+            ),
+        ) {
+            let accept = accept_for(key.as_bytes());
+            prop_assert_eq!(&accept, &expected_accept(key.as_bytes()));
+            let wrong = expected_accept(other.as_bytes());
+            let mut h = HeaderMap::new();
+            let mut add = |v: String| h.append("sec-websocket-accept", HeaderValue::from_str(&v).unwrap());
+            let right = match form {
+                AcceptForm::Missing => false,
+                AcceptForm::Right => { add(accept.clone()); true }
+                AcceptForm::RightWithSpaces => { add(format!(" {accept}\t")); true }
+                AcceptForm::Wrong => { add(wrong.clone()); wrong == accept }
+                AcceptForm::Twice => { add(accept.clone()); add(accept.clone()); false }
+                AcceptForm::RightAndWrong => { add(accept.clone()); add(wrong); false }
+                AcceptForm::OtherCase => {
+                    let flipped: String = accept.chars().map(|c| if c.is_ascii_uppercase() { c.to_ascii_lowercase() } else { c.to_ascii_uppercase() }).collect();
+                    let same = flipped == accept;
+                    add(flipped);
+                    same
+                }
+                AcceptForm::Truncated => { add(accept[..accept.len() - 1].to_string()); false }
+            };
+            for u in &upgrade {
+                h.append("upgrade", HeaderValue::from_static(u));
+            }
+            let expected = right && has_token(&h, "upgrade", "websocket");
+            prop_assert_eq!(accepts(&h, &accept), expected, "{:?} {:?}", form, h);
+        }
+    }
+
+    #[test]
+    fn the_rfc_example_key() {
+        assert_eq!(
+            expected_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(
+            accept_for(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert!(key_of_16_bytes(b"dGhlIHNhbXBsZSBub25jZQ=="));
+    }
+}
