@@ -214,7 +214,12 @@ mod cookie_scan {
         #[test]
         fn one_id_among_other_cookies_is_found_and_cut_out(
             others in prop::collection::vec(
-                ("[A-Za-z0-9_.!#$%&'*+^`|~-]{1,10}", ows(), ows(), "[!#$%&'()*+\\-./0-9:<=>?@A-Z\\[\\]^_`a-z{|}~]{0,20}")
+                (
+                    "[A-Za-z0-9_.!#$%&'*+^`|~-]{1,10}",
+                    ows(),
+                    ows(),
+                    "[!#$%&'()*+\\-./0-9:<=>?@A-Z\\[\\]^_`a-z{|}~]{0,20}",
+                )
                     .prop_filter("another name", |(n, ..)| n != NAME)
                     .prop_map(|(n, a, b, v)| format!("{n}{a}={b}{v}")),
                 0..6,
@@ -686,7 +691,10 @@ mod paths {
         fn normalisation_is_idempotent(path in grammar_path()) {
             if let Ok(p) = normalize_path(&path) {
                 let again = normalize_path(&p.mapped);
-                prop_assert!(again.is_ok(), "{:?} maps to {:?}, refused: {:?}", show(&path), p.display(), again);
+                prop_assert!(
+                    again.is_ok(),
+                    "{:?} maps to {:?}, refused: {:?}", show(&path), p.display(), again
+                );
                 prop_assert_eq!(show(&again.unwrap().mapped), show(&p.mapped), "{:?}", show(&path));
             }
         }
@@ -708,7 +716,10 @@ mod paths {
                 prop_assert_eq!(m.first(), Some(&b'/'), "{}", what);
                 prop_assert!(!m.windows(2).any(|w| w == b"//"), "{}", what);
                 prop_assert!(!m.split(|b| *b == b'/').any(|s| s == b"." || s == b".."), "{}", what);
-                prop_assert!(!m.iter().any(|&b| b == b';' || b == b'\\' || b < 0x20 || b == 0x7f), "{}", what);
+                prop_assert!(
+                    !m.iter().any(|&b| b == b';' || b == b'\\' || b < 0x20 || b == 0x7f),
+                    "{}", what
+                );
                 prop_assert!(!encodes_a_forbidden_byte(m), "{}", what);
             }
         }
@@ -1649,7 +1660,10 @@ mod control {
                     prop_assert!(!login.sub.is_empty());
                     prop_assert!(login.sub.len() <= 512);
                     prop_assert!(clean_text(&login.sub), "{:?}", login.sub);
-                    prop_assert!(!login.claims.keys().any(|k| RESERVED.contains(&k.as_str())), "{:?}", login.claims);
+                    prop_assert!(
+                        !login.claims.keys().any(|k| RESERVED.contains(&k.as_str())),
+                        "{:?}", login.claims
+                    );
                 }
                 if let Some(update) = &r.update {
                     prop_assert!(!update.keys().any(|k| RESERVED.contains(&k.as_str())), "{:?}", update);
@@ -1691,7 +1705,10 @@ mod control {
                                         Value::Null => continue,
                                         other => other.to_string(),
                                     };
-                                    prop_assert!(!rendered.contains(','), "{}: element {:?} of {:?}", claim, rendered, items);
+                                    prop_assert!(
+                                        !rendered.contains(','),
+                                        "{}: element {:?} of {:?}", claim, rendered, items
+                                    );
                                 }
                             }
                             _ => {}
@@ -1743,7 +1760,8 @@ mod control {
         fn a_sub_with_an_invisible_or_surrounding_character_is_refused(
             sub in "[a-zA-Z0-9é][a-zA-Z0-9 é@._-]{0,20}[a-zA-Z0-9é]",
             inserted in prop_oneof![
-                (from_ranges(CONTROL_AND_FORMAT), any::<prop::sample::Index>()).prop_map(|(c, i)| (c, Some(i))),
+                (from_ranges(CONTROL_AND_FORMAT), any::<prop::sample::Index>())
+                    .prop_map(|(c, i)| (c, Some(i))),
                 from_ranges(WHITESPACE).prop_map(|c| (c, None)),
             ],
             at_end in any::<bool>(),
@@ -1852,7 +1870,9 @@ mod host {
         let port = prop_oneof![
             3 => Just(String::new()),
             2 => "[0-9]{1,5}".prop_map(|p| format!(":{p}")),
-            1 => prop::sample::select(vec![":", ":65535", ":65536", ":123456", ":000080", ":8o", ": 80", ":+80", "::80"])
+            1 => prop::sample::select(vec![
+                ":", ":65535", ":65536", ":123456", ":000080", ":8o", ": 80", ":+80", "::80",
+            ])
                 .prop_map(String::from),
         ];
         let clean = (host, port).prop_map(|(h, p)| format!("{h}{p}"));
@@ -1896,7 +1916,11 @@ mod host {
             scheme in prop::option::of("[a-zA-Z]{0,6}|[ -~]{0,6}"),
             requires in any::<bool>(),
             raw_target in prop_oneof![
-                (prop::sample::select(vec!["http://", "HTTPS://", "ftp://", "://", "h:/", "/", ""]), authority(), "[ -~]{0,12}")
+                (
+                    prop::sample::select(vec!["http://", "HTTPS://", "ftp://", "://", "h:/", "/", ""]),
+                    authority(),
+                    "[ -~]{0,12}",
+                )
                     .prop_map(|(s, a, p)| format!("{s}{a}{p}").into_bytes()),
                 prop::collection::vec(any::<u8>(), 0..30),
             ],
@@ -1970,7 +1994,13 @@ mod host {
                 (authority(), any::<u64>()).prop_map(|(a, flips)| a
                     .chars()
                     .enumerate()
-                    .map(|(i, c)| if flips >> (i % 64) & 1 == 1 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+                    .map(|(i, c)| {
+                        if flips >> (i % 64) & 1 == 1 {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c.to_ascii_lowercase()
+                        }
+                    })
                     .collect()),
             ],
             variant in 0..3u8,
@@ -2055,7 +2085,8 @@ mod websocket {
             }),
             1 => any::<[u8; 16]>().prop_map(|b| STANDARD.encode(b).replace('+', "-").replace('/', "_")),
             1 => any::<[u8; 16]>().prop_map(|b| STANDARD.encode(b).trim_end_matches('=').to_string()),
-            1 => (any::<[u8; 16]>(), ows(), ows()).prop_map(|(b, x, y)| format!("{x}{}{y}", STANDARD.encode(b))),
+            1 => (any::<[u8; 16]>(), ows(), ows())
+                .prop_map(|(b, x, y)| format!("{x}{}{y}", STANDARD.encode(b))),
             1 => "[A-Za-z0-9+/=]{20,26}",
         ]
     }
@@ -2099,10 +2130,16 @@ mod websocket {
             ]),
             0..3,
         );
-        let keys = prop_oneof![4 => prop::collection::vec(key(), 1..2), 1 => prop::collection::vec(key(), 0..3)];
+        let keys = prop_oneof![
+            4 => prop::collection::vec(key(), 1..2),
+            1 => prop::collection::vec(key(), 0..3),
+        ];
         let versions = prop_oneof![
             4 => Just(vec!["13"]),
-            1 => prop::collection::vec(prop::sample::select(vec!["13", " 13 ", "8", "13, 13", "", "013"]), 0..3),
+            1 => prop::collection::vec(
+                prop::sample::select(vec!["13", " 13 ", "8", "13, 13", "", "013"]),
+                0..3,
+            ),
         ];
         (
             method,
@@ -2158,7 +2195,13 @@ mod websocket {
             (method, version, mut h) in handshake(),
             extra in prop::collection::vec(
                 (
-                    prop::sample::select(vec!["upgrade", "connection", "sec-websocket-key", "sec-websocket-version", "sec-websocket-accept"]),
+                    prop::sample::select(vec![
+                        "upgrade",
+                        "connection",
+                        "sec-websocket-key",
+                        "sec-websocket-version",
+                        "sec-websocket-accept",
+                    ]),
                     prop::collection::vec(any::<u8>(), 0..30)
                         .prop_filter_map("a header value", |b| HeaderValue::from_bytes(&b).ok()),
                 ),
@@ -2208,7 +2251,9 @@ mod websocket {
                 AcceptForm::Twice, AcceptForm::RightAndWrong, AcceptForm::OtherCase, AcceptForm::Truncated,
             ]),
             upgrade in prop::collection::vec(
-                prop::sample::select(vec!["websocket", "WebSocket", "websocket, foo", "h2c", "", "websockets"]),
+                prop::sample::select(vec![
+                    "websocket", "WebSocket", "websocket, foo", "h2c", "", "websockets",
+                ]),
                 0..3,
             ),
         ) {
@@ -2225,7 +2270,16 @@ mod websocket {
                 AcceptForm::Twice => { add(accept.clone()); add(accept.clone()); false }
                 AcceptForm::RightAndWrong => { add(accept.clone()); add(wrong); false }
                 AcceptForm::OtherCase => {
-                    let flipped: String = accept.chars().map(|c| if c.is_ascii_uppercase() { c.to_ascii_lowercase() } else { c.to_ascii_uppercase() }).collect();
+                    let flipped: String = accept
+                        .chars()
+                        .map(|c| {
+                            if c.is_ascii_uppercase() {
+                                c.to_ascii_lowercase()
+                            } else {
+                                c.to_ascii_uppercase()
+                            }
+                        })
+                        .collect();
                     let same = flipped == accept;
                     add(flipped);
                     same
