@@ -33,6 +33,8 @@ pub enum PathError {
     BadEncoding,
     #[error("the path has an encoded ';' (%3B)")]
     EncodedParameter,
+    #[error("the path is percent-encoded twice (%25 followed by an escape)")]
+    DoubleEncoding,
     #[error("the path has a segment ending in '.' or a space, which Windows strips")]
     TrailingDotOrSpace,
     #[error("the path names an NTFS alternate data stream (':$')")]
@@ -122,7 +124,8 @@ fn cut_parameters(path: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Percent-decodes `path`, folds repeated slashes, and refuses forbidden bytes, encoded or not.
+/// Percent-decodes `path`, folds repeated slashes, and refuses forbidden bytes, encoded or not,
+/// and double encodings. A decoded `%` or `?` stays encoded (`%25`, `%3F`).
 fn decode(path: &[u8]) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::with_capacity(path.len());
     let mut i = 0;
@@ -147,7 +150,21 @@ fn decode(path: &[u8]) -> Result<Vec<u8>, PathError> {
         if b == b'/' && out.last() == Some(&b'/') {
             continue;
         }
-        out.push(b);
+        match b {
+            // Kept encoded: the decoded form reads the same when normalised again, and never
+            // gains a query or an escape of its own.
+            b'%' => out.extend_from_slice(b"%25"),
+            b'?' => out.extend_from_slice(b"%3F"),
+            _ => out.push(b),
+        }
+    }
+    // What decoding left as an escape, a server that decodes once more would read as the
+    // character (`%252e` is `%2e`, then `.`).
+    let twice = out
+        .windows(5)
+        .any(|w| w.starts_with(b"%25") && decode_hex(w[3]).is_some() && decode_hex(w[4]).is_some());
+    if twice {
+        return Err(PathError::DoubleEncoding);
     }
     Ok(out)
 }
@@ -248,6 +265,36 @@ mod tests {
         assert_eq!(mapped(b"/ad%6din"), b"/admin");
         assert_eq!(mapped(b"//admin//x"), b"/admin/x");
         assert_eq!(mapped(b"/a%2Fb"), b"/a/b");
+    }
+
+    #[test]
+    fn decoded_percent_and_question_marks_stay_encoded_and_double_encodings_are_refused() {
+        assert_eq!(mapped(b"/100%25"), b"/100%25");
+        assert_eq!(mapped(b"/a%25zz"), b"/a%25zz");
+        assert_eq!(mapped(b"/legacy/admin%3f"), b"/legacy/admin%3F");
+        // Normalising the mapped form again gives it back.
+        for raw in [
+            &b"/100%25"[..],
+            b"/a%25zz",
+            b"/legacy/admin%3f",
+            b"/x%3F%25",
+        ] {
+            let once = mapped(raw);
+            assert_eq!(mapped(&once), once, "{}", String::from_utf8_lossy(raw));
+        }
+        for twice in [
+            &b"/%252e"[..],
+            b"/public/%252e%252e/admin",
+            b"/%25%34%31",
+            b"/a%252Fb",
+        ] {
+            assert_eq!(
+                normalize_path(twice),
+                Err(PathError::DoubleEncoding),
+                "{}",
+                String::from_utf8_lossy(twice)
+            );
+        }
     }
 
     #[test]
