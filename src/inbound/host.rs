@@ -113,9 +113,12 @@ fn host_name(authority: &str) -> Option<&str> {
         return None;
     }
     if !authority.starts_with('[')
-        && !host
+        && (!host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+            // Every label but a final empty one (a fully qualified `name.`) has a character.
+            || host.starts_with('.')
+            || host.contains(".."))
     {
         return None;
     }
@@ -250,6 +253,12 @@ mod tests {
             b"[::1]x",
             b"a,b",
             b"\xff",
+            b".",
+            b"..",
+            b"a..",
+            b"a..b",
+            b".a",
+            b"..:80",
         ] {
             assert_eq!(
                 host(true, &[bad], None),
