@@ -141,24 +141,29 @@ fn single<'a>(
         .map_err(|_| ControlError::NotUtf8(name))
 }
 
-/// The mapped claims of `claims` must be clean text (strings, and the strings of arrays,
-/// which must not hold the separator they are joined with).
+/// The mapped claims of `claims` must read as one header value: a scalar (clean text, a
+/// number, a boolean, null) or an array of scalars whose strings do not hold the separator
+/// they are joined with. Nested arrays and objects are refused: rendered as JSON they would
+/// carry separators and characters no check saw.
 fn check_mapped(
     header: &'static str,
     claims: &Claims,
     rules: &ClaimRules<'_>,
 ) -> Result<(), ControlError> {
+    fn scalar(value: &Value, in_array: bool) -> bool {
+        match value {
+            Value::String(s) => clean_text(s) && !(in_array && s.contains(JOIN_SEPARATOR)),
+            Value::Number(_) | Value::Bool(_) | Value::Null => true,
+            Value::Array(_) | Value::Object(_) => false,
+        }
+    }
     for claim in rules.mapped {
         let Some(value) = claims.get(claim) else {
             continue;
         };
         let clean = match value {
-            Value::String(s) => clean_text(s),
-            Value::Array(items) => items.iter().all(|item| match item {
-                Value::String(s) => clean_text(s) && !s.contains(JOIN_SEPARATOR),
-                _ => true,
-            }),
-            _ => true,
+            Value::Array(items) => items.iter().all(|item| scalar(item, true)),
+            other => scalar(other, false),
         };
         if !clean {
             return Err(ControlError::BadMappedClaim {
@@ -337,6 +342,18 @@ mod tests {
             ),
             ("x-sessiongate-update", r#"{"roles":[" admin"]}"#),
             ("x-sessiongate-update", r#"{"email":"a@x\t"}"#),
+            // Nested values, rendered as JSON, would carry separators and unchecked text.
+            ("x-sessiongate-update", r#"{"email":[[null,null]]}"#),
+            ("x-sessiongate-login", r#"{"sub":"a","roles":[[0,0]]}"#),
+            (
+                "x-sessiongate-login",
+                r#"{"sub":"a","roles":[{"a":1,"b":2}]}"#,
+            ),
+            (
+                "x-sessiongate-login",
+                r#"{"sub":"a","email":{"":"\u00ad"}}"#,
+            ),
+            ("x-sessiongate-login", r#"{"sub":"a","email":[["\u202e"]]}"#),
         ] {
             let err = parse(&headers(&[(header, body)])).unwrap_err();
             assert!(
