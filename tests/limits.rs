@@ -204,13 +204,15 @@ async fn the_connection_caps_hold() {
         .expect("refused at once");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     let metrics = h.metrics().await;
+    // (The freed place may have been asked for again before it was given back: at least one.)
     for reason in ["too_many_from_client", "too_many_connections"] {
-        assert!(
-            metrics.contains(&format!(
-                "sessiongate_connections_refused_total{{reason=\"{reason}\"}} 1"
-            )),
-            "{metrics}"
-        );
+        let series = format!("sessiongate_connections_refused_total{{reason=\"{reason}\"}} ");
+        let count: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(count >= 1, "{reason}: {metrics}");
     }
     // Every place is given back when the clients go.
     drop(held);

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerOptions, ServerApp};
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::ListenerConfig;
 use pingora::protocols::http::v2::server::default_h2_options;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
@@ -19,6 +21,21 @@ use tracing::debug;
 use crate::connection::{Admission, ConnectionGuard, GuardedStream, HeadLimits, Ticket};
 use crate::proxy::{Gateway, SharedState};
 use crate::tls::SniResolver;
+
+/// No read buffer in front of a plain socket: Pingora reads request heads into a buffer of
+/// its own and bodies in large chunks, so a second buffer would only cost every connection,
+/// idle ones included, 64 KiB (Pingora's default). Writes are buffered up to one segment.
+const PLAIN_BUFFERS: L4BufferSettings = L4BufferSettings {
+    read: Some(0),
+    write: Some(1460),
+};
+
+/// Under TLS one record (16 KiB) is read ahead, so that rustls's small reads of a large body
+/// do not each cost a system call.
+const TLS_BUFFERS: L4BufferSettings = L4BufferSettings {
+    read: Some(16 * 1024),
+    write: Some(1460),
+};
 
 /// The proxy service on every public listener, and the certificate resolver of its HTTPS
 /// listeners (which reloads give new certificates).
@@ -43,7 +60,7 @@ pub(super) fn proxy_service(
     };
     let mut service = Service::new("sessiongate".to_string(), app);
     for addr in &config.server.listen {
-        service.add_tcp(&addr.to_string());
+        service.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(PLAIN_BUFFERS));
     }
     let resolver = config.tls.as_ref().map(|tls| {
         let resolver = SniResolver::new(tls.certificates.clone());
@@ -56,7 +73,11 @@ pub(super) fn proxy_service(
             } else {
                 settings.set_alpn(ALPN::H1);
             }
-            service.add_tls_with_settings(&addr.to_string(), None, settings);
+            service.add_listener(
+                ListenerConfig::tcp(addr.to_string())
+                    .tls(settings)
+                    .l4_buffer(TLS_BUFFERS),
+            );
         }
         resolver
     });
