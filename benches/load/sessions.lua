@@ -21,8 +21,9 @@ function setup(thread)
   counter = counter + 1
 end
 
--- Every line of the cookie file is a 43-character id and a newline.
-local LINE = 44
+-- Every line of the cookie file is one cookie value of a fixed width (the signed value the
+-- proxy issues) and a newline; the width is taken from the first line.
+local LINE = 0
 local cookies = ""
 local count = 0
 local pick
@@ -73,8 +74,12 @@ function init(args)
     local f = assert(io.open(file, "rb"))
     cookies = f:read("*a")
     f:close()
+    local newline = cookies:find("\n", 1, true)
+    assert(newline and newline > 1, file .. ": no cookie value on the first line")
+    LINE = newline
     count = math.floor(#cookies / LINE)
-    assert(count * LINE == #cookies, file .. ": every line must be a 43-character cookie value")
+    assert(count * LINE == #cookies, file .. ": every line must be a cookie value of "
+      .. (LINE - 1) .. " characters")
   end
   pick = os.getenv("SG_PICK") or "uniform"
   local index = tonumber(wrk.thread:get("index")) or 0
