@@ -91,6 +91,7 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     pub connections_open: IntGauge,
     pub certificate_expiry: IntGaugeVec,
+    pub tunnels_closed: IntCounter,
 }
 
 /// Records the expiry of the certificates now served (and forgets those no longer served).
@@ -300,6 +301,11 @@ impl Metrics {
                 "sessiongate_tls_certificate_expiry_timestamp_seconds",
                 "When each HTTPS certificate stops being valid (Unix time), by its first DNS name; alert well before.",
                 &["name"],
+            ),
+            tunnels_closed: counter(
+                &r,
+                "sessiongate_tunnels_closed_total",
+                "WebSocket tunnels closed by the proxy because their session ended, expired or was revoked.",
             ),
             registry: r,
         };

@@ -335,6 +335,7 @@ upstream = "app"
     assert_eq!(s.idle_timeout, Duration::from_secs(30 * 60));
     assert_eq!(s.absolute_timeout, Duration::from_secs(12 * 3600));
     assert_eq!(s.renew_below, Duration::from_secs(15 * 60));
+    assert_eq!(s.tunnel_recheck, Duration::from_secs(10));
     assert_eq!(s.format, RecordFormat::MessagePack);
 
     match &config.store {
@@ -359,8 +360,16 @@ upstream = "app"
         config.upstreams[0].backends,
         vec!["127.0.0.1:8000".parse().unwrap()]
     );
+    let t = config.upstreams[0].timeouts;
+    assert_eq!(t.connect, Duration::from_secs(5));
+    assert_eq!(t.read, Duration::from_secs(60));
+    assert_eq!(t.write, Duration::from_secs(60));
+    assert_eq!(t.total, None);
+    assert_eq!(config.upstreams[0].tls, None);
 
     let r = &config.routes[0];
+    assert_eq!(r.body.max_bytes, None);
+    assert_eq!(r.body.buffer_bytes, None);
     assert_eq!(r.host, HostPattern::Any);
     assert_eq!(r.path_prefix, "/");
     assert_eq!(r.upstream, 0);
@@ -562,6 +571,10 @@ fn bad_duration_strings() {
         ("[session]", "idle_timeout"),
         ("[session]", "absolute_timeout"),
         ("[session]", "renew_below"),
+        ("[session]", "tunnel_recheck"),
+        ("[[upstream]]", "read_timeout"),
+        ("[[upstream]]", "total_timeout"),
+        ("[[route]]", "body_timeout"),
         ("[identity]", "assertion_ttl"),
         ("[store]", "sweep_interval"),
     ] {
@@ -1902,6 +1915,18 @@ const SESSION: &[Refused] = &[
         path: "session.renew_below",
         fragment: "must be greater than zero",
     },
+    Refused {
+        name: "tunnel_recheck_below_a_second",
+        edits: &[Str("[session]", "tunnel_recheck", "500ms")],
+        path: "session.tunnel_recheck",
+        fragment: "must be between 1s and session.idle_timeout (30m)",
+    },
+    Refused {
+        name: "tunnel_recheck_above_idle_timeout",
+        edits: &[Str("[session]", "tunnel_recheck", "31m")],
+        path: "session.tunnel_recheck",
+        fragment: "must be between 1s and session.idle_timeout (30m)",
+    },
 ];
 
 /// Rules of [store]: kinds, Redis settings, renewal, breaker, credentials: one change to the base file, the one problem it makes.
@@ -2184,7 +2209,7 @@ const IDENTITY: &[Refused] = &[
         name: "three_signing_key_sources",
         edits: &[
             Str("[identity]", "signing_key_env", "PATH"),
-            Str("[identity]", "signing_key_file", "/etc/hostname"),
+            Str("[identity]", "signing_key_file", "/etc/passwd"),
         ],
         path: "identity",
         fragment: "set exactly one of",
@@ -2583,10 +2608,133 @@ const UPSTREAM: &[Refused] = &[
         path: "upstream[0].health_interval",
         fragment: "must be greater than zero",
     },
+    Refused {
+        name: "upstream_timeouts_are_positive[0]",
+        edits: &[Str("[[upstream]]", "connect_timeout", "0s")],
+        path: "upstream[0].connect_timeout",
+        fragment: "must be greater than zero",
+    },
+    Refused {
+        name: "upstream_timeouts_are_positive[1]",
+        edits: &[Str("[[upstream]]", "read_timeout", "0s")],
+        path: "upstream[0].read_timeout",
+        fragment: "must be greater than zero",
+    },
+    Refused {
+        name: "upstream_timeouts_are_positive[2]",
+        edits: &[Str("[[upstream]]", "write_timeout", "0s")],
+        path: "upstream[0].write_timeout",
+        fragment: "must be greater than zero",
+    },
+    Refused {
+        name: "upstream_timeouts_are_positive[3]",
+        edits: &[Str("[[upstream]]", "total_timeout", "0s")],
+        path: "upstream[0].total_timeout",
+        fragment: "must be greater than zero",
+    },
+    Refused {
+        name: "upstream_tls_needs_a_name_to_verify",
+        edits: &[Set("[[upstream]]", "tls", "true")],
+        path: "upstream[0].tls_server_name",
+        fragment: "is needed with tls = true",
+    },
+    Refused {
+        name: "upstream_tls_name_is_a_name",
+        edits: &[
+            Set("[[upstream]]", "tls", "true"),
+            Str("[[upstream]]", "tls_server_name", "not a name"),
+        ],
+        path: "upstream[0].tls_server_name",
+        fragment: "\"not a name\" is not a DNS name or IP address",
+    },
+    Refused {
+        name: "upstream_tls_settings_need_tls[0]",
+        edits: &[Str("[[upstream]]", "tls_server_name", "app.internal")],
+        path: "upstream[0].tls_server_name",
+        fragment: "only applies with tls = true",
+    },
+    Refused {
+        name: "upstream_tls_settings_need_tls[1]",
+        edits: &[Set("[[upstream]]", "insecure_skip_verify", "true")],
+        path: "upstream[0].insecure_skip_verify",
+        fragment: "only applies with tls = true",
+    },
+    Refused {
+        name: "upstream_tls_ca_file_must_load",
+        edits: &[
+            Set("[[upstream]]", "tls", "true"),
+            Str("[[upstream]]", "tls_server_name", "app.internal"),
+            Str("[[upstream]]", "tls_ca_file", "/nonexistent/ca.pem"),
+        ],
+        path: "upstream[0].tls_ca_file",
+        fragment: "cannot read /nonexistent/ca.pem",
+    },
+    Refused {
+        name: "upstream_tls_ca_file_is_pem",
+        edits: &[
+            Set("[[upstream]]", "tls", "true"),
+            Str("[[upstream]]", "tls_server_name", "app.internal"),
+            Str("[[upstream]]", "tls_ca_file", "/etc/passwd"),
+        ],
+        path: "upstream[0].tls_ca_file",
+        fragment: "holds no PEM certificate",
+    },
+    Refused {
+        name: "upstream_tls_ca_file_unused_without_verification",
+        edits: &[
+            Set("[[upstream]]", "tls", "true"),
+            Set("[[upstream]]", "insecure_skip_verify", "true"),
+            Str("[[upstream]]", "tls_ca_file", "/etc/passwd"),
+        ],
+        path: "upstream[0].tls_ca_file",
+        fragment: "is never used: insecure_skip_verify = true",
+    },
 ];
 
 /// Rules of [[route]]: one change to the base file, the one problem it makes.
 const ROUTE: &[Refused] = &[
+    Refused {
+        name: "max_body_bytes_zero",
+        edits: &[Set("[[route]]", "max_body_bytes", "0")],
+        path: "route[0].max_body_bytes",
+        fragment: "must be greater than zero",
+    },
+    Refused {
+        name: "buffer_body_bytes_within_the_replay_buffer[0]",
+        edits: &[Set("[[route]]", "buffer_body_bytes", "65537")],
+        path: "route[0].buffer_body_bytes",
+        fragment: "must be between 1 and 65536",
+    },
+    Refused {
+        name: "buffer_body_bytes_within_the_replay_buffer[1]",
+        edits: &[Set("[[route]]", "buffer_body_bytes", "0")],
+        path: "route[0].buffer_body_bytes",
+        fragment: "must be between 1 and 65536",
+    },
+    Refused {
+        name: "buffer_body_bytes_within_max_body_bytes",
+        edits: &[
+            Set("[[route]]", "buffer_body_bytes", "4096"),
+            Set("[[route]]", "max_body_bytes", "1024"),
+        ],
+        path: "route[0].buffer_body_bytes",
+        fragment: "must not exceed max_body_bytes",
+    },
+    Refused {
+        name: "body_timeout_needs_a_buffer",
+        edits: &[Str("[[route]]", "body_timeout", "5s")],
+        path: "route[0].body_timeout",
+        fragment: "only applies with buffer_body_bytes",
+    },
+    Refused {
+        name: "body_timeout_positive",
+        edits: &[
+            Set("[[route]]", "buffer_body_bytes", "4096"),
+            Str("[[route]]", "body_timeout", "0s"),
+        ],
+        path: "route[0].body_timeout",
+        fragment: "must be greater than zero",
+    },
     Refused {
         name: "no_routes",
         edits: &[RemoveSection("[[route]]")],

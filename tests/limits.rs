@@ -94,6 +94,10 @@ async fn a_dribbled_head_is_cut_off_at_the_deadline_while_others_are_served() {
         .expect("the proxy closes the slow connection");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(
+        answer.contains("X-Content-Type-Options: nosniff"),
+        "{answer}"
+    );
+    assert!(
         dribbled_for < Duration::from_secs(20),
         "the dribble ran to its end: the deadline never fired"
     );
@@ -128,6 +132,10 @@ async fn heads_over_the_byte_or_line_limit_get_431() {
             .await
             .expect("the proxy closes the connection");
         assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+        assert!(
+            answer.contains("X-Content-Type-Options: nosniff"),
+            "{answer}"
+        );
     }
     assert_eq!(h.upstream().hits(), 0);
     // A head just within the limits is served.
@@ -168,6 +176,10 @@ async fn the_connection_caps_hold() {
         .await
         .expect("refused at once");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("X-Content-Type-Options: nosniff"),
+        "{answer}"
+    );
     assert!(answer.contains("Too many connections."));
     // A place comes back when a connection closes.
     drop(held.pop());

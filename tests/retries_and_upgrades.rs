@@ -110,10 +110,15 @@ fn accept_for(key: &str) -> String {
 /// The `X-Sessiongate-Login` line a test backend adds when the request asks for it with
 /// `x-test-login: <json>` (how these backends log a user in).
 fn login_line(head: &str) -> String {
-    header(head, "x-test-login")
+    let login = header(head, "x-test-login")
         .first()
         .map(|json| format!("X-Sessiongate-Login: {json}\r\n"))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let logout = header(head, "x-test-logout")
+        .first()
+        .map(|scope| format!("X-Sessiongate-Logout: {scope}\r\n"))
+        .unwrap_or_default();
+    format!("{login}{logout}")
 }
 
 /// Logs `sub` in through the public `/login` route (which accepts logins) of a proxy in front
@@ -748,6 +753,80 @@ async fn a_valid_handshake_opens_a_tunnel_with_the_sessions_identity() {
         closed.is_empty(),
         "tunnels the proxy closed after their 101 without passing the client's bytes: {closed:#?}"
     );
+}
+
+/// An open tunnel does not outlive its session: a logout elsewhere closes it within the
+/// recheck period, and so does the end of the session's lifetime; a tunnel on a public route
+/// (no session) stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_is_closed_when_its_session_ends() {
+    let backend = WsBackend::start(WsApp::Rfc).await;
+    let h = Harness::new()
+        .backend(backend.addr)
+        .upstream(|u| u.health_check("none"))
+        .session(|s| {
+            s.timeouts("5s", "6s")
+                .renew_below("1s")
+                .raw("tunnel_recheck = \"1s\"")
+        })
+        .start()
+        .await;
+    let proxy = &h.proxy;
+    let metrics_closed = |m: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("sessiongate_tunnels_closed_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+
+    // Logged out from another request (another tab): the tunnel closes.
+    let sid = login(proxy, "alice").await;
+    let mut ws = open_tunnel(proxy, "/ws", &sid).await;
+    assert!(ws.send(b"before").await);
+    assert!(ws.read_until(b"before").await);
+    let mut public = open_tunnel(proxy, "/public/ws", &sid).await;
+    let out = client()
+        .get(proxy.url("/page"))
+        .header("cookie", format!("{COOKIE}={sid}"))
+        .header("x-test-logout", "current")
+        .timeout(DEADLINE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
+    let closed = within(Duration::from_secs(5), || {
+        ws.stream.try_read(&mut [0u8; 64]).ok().filter(|n| *n == 0)
+    })
+    .await;
+    assert!(
+        closed.is_some(),
+        "the tunnel was still open 5 s after the logout"
+    );
+    assert_eq!(metrics_closed(&h.metrics().await), 1);
+    // The public route's tunnel carried no identity and has no session to lose.
+    assert!(public.send(b"still here").await);
+    assert!(public.read_until(b"still here").await);
+
+    // A session that reaches its deadline (idle 5 s: bytes in the tunnel do not renew it)
+    // while the tunnel is busy.
+    let sid = login(proxy, "bob").await;
+    let mut ws = open_tunnel(proxy, "/ws", &sid).await;
+    let opened = std::time::Instant::now();
+    let mut lasted = None;
+    for i in 0..40 {
+        let frame = format!("frame {i}");
+        if !ws.send(frame.as_bytes()).await || !ws.read_until(frame.as_bytes()).await {
+            lasted = Some(opened.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let lasted = lasted.expect("the tunnel outlived its session");
+    assert!(
+        lasted >= Duration::from_secs(4),
+        "closed early, after {lasted:?}"
+    );
+    assert_eq!(metrics_closed(&h.metrics().await), 2);
 }
 
 /// Upgrade requests that are no valid handshake get 400 from the proxy and reach no app, and

@@ -55,6 +55,7 @@ fn settings(format: RecordFormat) -> SessionSettings {
         format,
         max_claims_bytes: 4096,
         cookie_keys: Vec::new(),
+        tunnel_recheck: Duration::from_secs(10),
     }
 }
 

@@ -490,3 +490,58 @@ async fn nghttp_sees_the_same_boundary_as_http1_clients() {
     assert_ne!(assertion, "forged");
     assert_eq!(verify(assertion)["sub"], "alice");
 }
+
+/// The proxy's own answers — refusals, the login redirect, and the error pages of a dead app
+/// — carry HSTS over HTTPS like the app's responses, and `nosniff` on both listeners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxys_own_responses_carry_hsts_and_nosniff() {
+    let pki = Pki::new("test CA");
+    let cert = pki.issue("site", &["app.test"], Validity::Current);
+    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let h = https_proxy(&[&cert], |h| {
+        h.backend(dead)
+            .upstream(|u| u.health_check("none"))
+            .tls(|t| t.hsts("1d", false))
+    })
+    .await;
+    let client = https_client(&pki.ca(), &[("app.test", h.proxy.tls_port)], false);
+    let base = format!("https://app.test:{}", h.proxy.tls_port);
+    for (method, path, accept, status) in [
+        ("GET", "/private", "application/json", 401),
+        ("TRACE", "/public/x", "*/*", 405),
+        ("GET", "/public/x", "*/*", 502),
+        ("HEAD", "/public/x", "*/*", 502),
+    ] {
+        let reply = client
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status().as_u16(), status, "{method} {path}");
+        let headers = reply.headers();
+        assert_eq!(
+            headers["strict-transport-security"], "max-age=86400",
+            "{method} {path}"
+        );
+        assert_eq!(
+            headers["x-content-type-options"], "nosniff",
+            "{method} {path}"
+        );
+        assert_eq!(headers["cache-control"], "no-store", "{method} {path}");
+        assert!(
+            headers.get("server").is_none(),
+            "{method} {path}: {headers:?}"
+        );
+    }
+    // Over plain HTTP: nosniff, and no HSTS (browsers ignore it there).
+    let plain = h
+        .raw("GET /public/x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(plain.status, 502);
+    assert_eq!(
+        header_of(&plain, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert!(header_of(&plain, "strict-transport-security").is_none());
+}

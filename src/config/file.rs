@@ -3,6 +3,7 @@
 //! enums (`same_site`, `format`, `auth`, ...) are the model's own, deserialised directly.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -110,6 +111,9 @@ pub struct RawSession {
     pub format: Option<RecordFormat>,
     /// The most bytes a session's claims take as JSON.
     pub max_claims_bytes: Option<usize>,
+    /// How often an open WebSocket tunnel checks that its session still stands.
+    #[serde(default, with = "humantime_serde")]
+    pub tunnel_recheck: Option<Duration>,
     /// The keys of the cookie's MAC: the first signs, every one verifies.
     #[serde(default)]
     pub cookie_keys: Vec<RawSecret>,
@@ -249,6 +253,27 @@ pub struct RawUpstream {
     pub health_interval: Option<Duration>,
     /// The default of `case_insensitive` for the routes to this upstream.
     pub case_insensitive: Option<bool>,
+    /// TCP connect, and the TLS handshake with `tls` (default 5s).
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    /// Longest wait for one read from the app: its response head or the next body bytes (60s).
+    #[serde(default, with = "humantime_serde")]
+    pub read_timeout: Option<Duration>,
+    /// Longest wait for one write of the request to the app (60s).
+    #[serde(default, with = "humantime_serde")]
+    pub write_timeout: Option<Duration>,
+    /// The whole exchange with the app, from the request to the last response byte (off).
+    #[serde(default, with = "humantime_serde")]
+    pub total_timeout: Option<Duration>,
+    /// Speak TLS to the backends.
+    pub tls: Option<bool>,
+    /// The name sent as SNI and that the backends' certificate must carry.
+    pub tls_server_name: Option<String>,
+    /// PEM file of the CAs the backends' certificates are verified against (default: the
+    /// system's roots).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Accept any certificate from the backends (no verification at all).
+    pub insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,4 +292,12 @@ pub struct RawRoute {
     pub websocket: Option<bool>,
     /// Match the path prefix ignoring ASCII case (default: the upstream's setting).
     pub case_insensitive: Option<bool>,
+    /// Largest request body accepted (413 beyond it; off by default).
+    pub max_body_bytes: Option<u64>,
+    /// Request bodies declared up to this size are read whole before the app is contacted
+    /// (at most 65536; off by default).
+    pub buffer_body_bytes: Option<u64>,
+    /// Deadline for a buffered body to arrive (408 after it; default 30s).
+    #[serde(default, with = "humantime_serde")]
+    pub body_timeout: Option<Duration>,
 }

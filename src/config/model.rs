@@ -132,6 +132,9 @@ pub struct SessionSettings {
     /// The most bytes a session's claims take serialised as JSON; larger logins and updates
     /// are refused as malformed.
     pub max_claims_bytes: usize,
+    /// How often an open WebSocket tunnel checks that its session still stands (it is closed
+    /// once the session has ended, expired or been idle past its deadline).
+    pub tunnel_recheck: Duration,
     /// The keys that sign (the first) and verify (all) the cookie's value.
     pub cookie_keys: Vec<SecretBytes>,
 }
@@ -274,6 +277,28 @@ pub struct UpstreamSettings {
     pub health: HealthCheck,
     /// The default of `case_insensitive` for the routes to this upstream.
     pub case_insensitive: bool,
+    pub timeouts: UpstreamTimeouts,
+    /// TLS towards the backends, if they speak it.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// Deadlines of an exchange with a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamTimeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    pub total: Option<Duration>,
+}
+
+/// How backends speaking TLS are verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// SNI, and the name the certificate must carry (empty only with `verify = false`).
+    pub server_name: String,
+    /// DER certificates of the CAs to trust instead of the system's roots.
+    pub ca: Option<Vec<Vec<u8>>>,
+    pub verify: bool,
 }
 
 /// What a pool hashes to keep a user on one backend (Ketama consistent hashing).
@@ -354,6 +379,19 @@ pub struct RouteSettings {
     pub websocket: bool,
     /// Match the path prefix ignoring ASCII case (for upstreams that do, such as IIS).
     pub case_insensitive: bool,
+    pub body: BodyLimits,
+}
+
+/// What a route accepts as request bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Bodies beyond this many bytes are refused with 413.
+    pub max_bytes: Option<u64>,
+    /// Bodies declared (`Content-Length`) up to this many bytes are read whole before the app
+    /// is contacted, so that a slow client holds no worker of a legacy app.
+    pub buffer_bytes: Option<u64>,
+    /// Deadline for a buffered body (408 after it).
+    pub timeout: Duration,
 }
 
 impl RouteSettings {
@@ -374,6 +412,17 @@ impl RouteSettings {
             accept_login: false,
             websocket: true,
             case_insensitive: false,
+            body: BodyLimits::default(),
+        }
+    }
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits {
+            max_bytes: None,
+            buffer_bytes: None,
+            timeout: crate::config::validate::defaults::BODY_TIMEOUT,
         }
     }
 }

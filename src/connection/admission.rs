@@ -34,7 +34,7 @@ impl Refused {
 
     /// The 503 the client is told.
     pub fn response(self) -> &'static [u8] {
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 23\r\nRetry-After: 1\r\nCache-Control: no-store\r\nConnection: close\r\n\r\nToo many connections.\n"
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 23\r\nRetry-After: 1\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\nToo many connections.\n"
     }
 }
 

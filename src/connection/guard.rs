@@ -91,8 +91,8 @@ pub enum Refusal {
 impl Refusal {
     fn response(self) -> &'static [u8] {
         match self {
-            Refusal::TooLarge => b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 26\r\nCache-Control: no-store\r\nConnection: close\r\n\r\nRequest header too large.\n",
-            Refusal::Timeout => b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 23\r\nCache-Control: no-store\r\nConnection: close\r\n\r\nRequest head too slow.\n",
+            Refusal::TooLarge => b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 26\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\nRequest header too large.\n",
+            Refusal::Timeout => b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 23\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\nRequest head too slow.\n",
         }
     }
 

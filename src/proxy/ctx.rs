@@ -32,6 +32,10 @@ pub struct RequestCtx {
     pub websocket_accept: Option<String>,
     /// The request came over TLS.
     pub https: bool,
+    /// When the first backend was chosen: the start of the upstream's total deadline.
+    pub upstream_since: Option<Instant>,
+    /// Request body bytes seen so far (for the route's `max_body_bytes`).
+    pub body_bytes: u64,
 }
 
 impl RequestCtx {
@@ -50,6 +54,8 @@ impl RequestCtx {
             forwarded: Forwarded::default(),
             websocket_accept: None,
             https: false,
+            upstream_since: None,
+            body_bytes: 0,
         }
     }
 
@@ -58,6 +64,15 @@ impl RequestCtx {
         self.state
             .clone()
             .expect("request_filter sets the state before any other phase")
+    }
+
+    /// The `Strict-Transport-Security` value for this request's responses: the configured
+    /// one over HTTPS, none over plain HTTP (where browsers ignore it).
+    pub fn hsts(&self) -> Option<&str> {
+        if !self.https {
+            return None;
+        }
+        self.state.as_ref()?.config.tls.as_ref()?.hsts.as_deref()
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Pingora proxy: `Gateway` implements `ProxyHttp` with one short call per phase; the
 //! phases live in their own files as functions of headers, clock and context.
 
+mod body;
 mod ctx;
 mod logging;
 mod request_filter;
@@ -17,7 +18,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, Result};
 
 pub use ctx::RequestCtx;
@@ -96,6 +97,18 @@ impl ProxyHttp for Gateway {
         upstream_peer::retry_reused(ctx, replayable, client_reused, e)
     }
 
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        FailToProxy {
+            error_code: respond::fail(session, e, ctx).await,
+            can_reuse_downstream: false,
+        }
+    }
+
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -103,6 +116,31 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_request_filter::run(upstream_request, ctx)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(route) = ctx.route else {
+            return Ok(());
+        };
+        let limits = ctx.state().routes.get(route).body;
+        body::count(ctx, limits, body)
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        upstream_peer::within_total(ctx)?;
+        Ok(None)
     }
 
     async fn response_filter(

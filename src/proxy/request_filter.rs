@@ -98,11 +98,12 @@ pub fn https_location(host: &str, port: Option<u16>, path_and_query: &str) -> Op
 /// A 400 with `body`, logged with `reason` (never the target's query).
 async fn bad_request(
     session: &mut Session,
+    ctx: &RequestCtx,
     body: &'static str,
     reason: &(dyn std::fmt::Display + Sync),
 ) -> Result<bool> {
     warn!(%reason, "refused a request");
-    LocalResponse::text(400, body).send(session).await?;
+    LocalResponse::text(400, body).send(session, ctx).await?;
     Ok(true)
 }
 
@@ -131,7 +132,7 @@ pub async fn run(
                 "allow",
                 "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".into(),
             )
-            .send(session)
+            .send(session, ctx)
             .await?;
         return Ok(true);
     }
@@ -143,7 +144,7 @@ pub async fn run(
         && session.req_header().headers.len() > limits.max_headers
     {
         LocalResponse::text(431, "Request header fields too large.\n")
-            .send(session)
+            .send(session, ctx)
             .await?;
         return Ok(true);
     }
@@ -187,7 +188,7 @@ pub async fn run(
     };
     let (host_name, host_authority) = match host {
         Ok(host) => host,
-        Err(e) => return bad_request(session, "Bad request host.\n", &e).await,
+        Err(e) => return bad_request(session, ctx, "Bad request host.\n", &e).await,
     };
 
     // 3. Who sent it, as the app will be told (read before the namespace strip removes it).
@@ -228,7 +229,7 @@ pub async fn run(
 
     // 5. Framing and target the app reads unambiguously.
     if let Err(e) = single_content_length(session.req_header_mut()) {
-        return bad_request(session, "Bad request framing.\n", &e).await;
+        return bad_request(session, ctx, "Bad request framing.\n", &e).await;
     }
     if let Some((_, _, origin)) = &absolute {
         // The app gets the origin form and the host the route was chosen for.
@@ -244,19 +245,20 @@ pub async fn run(
     let path_and_query = target.as_ref().map_or("/", |p| p.as_str());
     let path = match normalize_path(path_and_query.as_bytes()) {
         Ok(path) => path,
-        Err(e) => return bad_request(session, "Bad request path.\n", &e).await,
+        Err(e) => return bad_request(session, ctx, "Bad request path.\n", &e).await,
     };
     let route_index = match state.routes.route(&host_name, &path) {
         Ok(index) => index,
         Err(RouteError::NoRoute) => {
             LocalResponse::text(404, "No route.\n")
-                .send(session)
+                .send(session, ctx)
                 .await?;
             return Ok(true);
         }
         Err(RouteError::Ambiguous) => {
             return bad_request(
                 session,
+                ctx,
                 "Bad request path.\n",
                 &"its parameters put it under another route than its mapped path",
             )
@@ -278,7 +280,7 @@ pub async fn run(
             }
             None => LocalResponse::text(403, "HTTPS is required.\n"),
         };
-        response.send(session).await?;
+        response.send(session, ctx).await?;
         return Ok(true);
     }
 
@@ -292,13 +294,13 @@ pub async fn run(
         Ok(Upgrade::WebSocket { accept }) => {
             if !route.websocket {
                 LocalResponse::text(403, "WebSocket is not enabled on this route.\n")
-                    .send(session)
+                    .send(session, ctx)
                     .await?;
                 return Ok(true);
             }
             ctx.websocket_accept = Some(accept);
         }
-        Err(e) => return bad_request(session, "Bad WebSocket handshake.\n", &e).await,
+        Err(e) => return bad_request(session, ctx, "Bad WebSocket handshake.\n", &e).await,
     }
 
     // 8. The session cookie: exactly one well-formed id, or no session at all; resolved
@@ -328,7 +330,7 @@ pub async fn run(
     // 9. The store could not answer: the route's `on_store_error`.
     if matches!(ctx.session, SessionState::StoreDown(_)) {
         if let Some(Admission::Refuse(response)) = store_failed(route) {
-            response.send(session).await?;
+            response.send(session, ctx).await?;
             return Ok(true);
         }
     }
@@ -344,12 +346,18 @@ pub async fn run(
             if ctx.session.clear_cookie() {
                 response = response.with_header("set-cookie", state.cookies.clear());
             }
-            response.send(session).await?;
+            response.send(session, ctx).await?;
             return Ok(true);
         }
     }
 
-    // 11. An admitted WebSocket handshake: the gateway runs the tunnel itself.
+    // 11. The route's body limits (after the policy: no body is read for a refused request).
+    if let super::body::Verdict::Refuse(response) = super::body::admit(session, route.body).await? {
+        response.send(session, ctx).await?;
+        return Ok(true);
+    }
+
+    // 12. An admitted WebSocket handshake: the gateway runs the tunnel itself.
     if let Some(accept) = ctx.websocket_accept.clone() {
         super::tunnel::run(tunnels, session, ctx, &accept).await?;
         return Ok(true);

@@ -67,11 +67,9 @@ fn check_upgrade(response: &ResponseHeader, ctx: &RequestCtx) -> Result<()> {
 pub async fn run(response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
     check_upgrade(response, ctx)?;
     let state = ctx.state();
-    if ctx.https {
-        if let Some(hsts) = state.config.tls.as_ref().and_then(|t| t.hsts.as_deref()) {
-            // The proxy's policy, whatever the app says.
-            response.insert_header(STRICT_TRANSPORT_SECURITY, hsts)?;
-        }
+    if let Some(hsts) = ctx.hsts() {
+        // The proxy's policy, whatever the app says.
+        response.insert_header(STRICT_TRANSPORT_SECURITY, hsts)?;
     }
     let planted = response
         .headers

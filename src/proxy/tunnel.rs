@@ -19,7 +19,7 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::v1::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::Result;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::ctx::RequestCtx;
 use super::respond::LocalResponse;
@@ -66,10 +66,14 @@ pub fn upgrade_request(downstream: &RequestHeader) -> Result<RequestHeader> {
     Ok(req)
 }
 
-async fn bad_gateway(session: &mut Session, why: &(dyn std::fmt::Display + Sync)) -> Result<()> {
+async fn bad_gateway(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    why: &(dyn std::fmt::Display + Sync),
+) -> Result<()> {
     warn!(reason = %why, "the WebSocket handshake with the application failed");
     LocalResponse::text(502, "Bad gateway.\n")
-        .send(session)
+        .send(session, ctx)
         .await
 }
 
@@ -89,18 +93,18 @@ pub async fn run(
         Ok((upstream, _)) => upstream,
         Err(e) => {
             let e = upstream_peer::retry_connect(ctx, e);
-            return bad_gateway(session, &e).await;
+            return bad_gateway(session, ctx, &e).await;
         }
     };
     if let Err(e) = upstream.write_request_header(Box::new(req)).await {
-        return bad_gateway(session, &e).await;
+        return bad_gateway(session, ctx, &e).await;
     }
     let mut response = loop {
         if let Err(e) = upstream.read_response().await {
-            return bad_gateway(session, &e).await;
+            return bad_gateway(session, ctx, &e).await;
         }
         let Some(head) = upstream.resp_header() else {
-            return bad_gateway(session, &"no response header").await;
+            return bad_gateway(session, ctx, &"no response header").await;
         };
         // 100 Continue and other interim answers are skipped; a 101 is the answer.
         if head.status == http::StatusCode::SWITCHING_PROTOCOLS || !head.status.is_informational() {
@@ -112,6 +116,7 @@ pub async fn run(
         upstream.shutdown().await;
         return bad_gateway(
             session,
+            ctx,
             &"the application's 101 does not complete the handshake",
         )
         .await;
@@ -125,7 +130,8 @@ pub async fn run(
         .await?;
     if switching {
         upstream.maybe_upgrade_body_writer();
-        relay(session, &mut upstream).await;
+        let watch = SessionWatch::of(ctx);
+        relay(session, &mut upstream, watch).await;
     } else {
         // The app refused the upgrade: its answer goes to the client as it is.
         forward_body(session, &mut upstream).await?;
@@ -134,8 +140,49 @@ pub async fn run(
     Ok(())
 }
 
-/// Copies bytes both ways until either side closes or fails.
-async fn relay(session: &mut Session, upstream: &mut HttpSession) {
+/// The session a tunnel was opened for, checked again every `every`: the identity the app
+/// was given at the handshake must not outlive a logout, an admin revocation or the session's
+/// deadlines. The check does not renew the session (bytes in a tunnel are not requests).
+struct SessionWatch {
+    state: std::sync::Arc<super::GatewayState>,
+    key: crate::session::StoreKey,
+    every: std::time::Duration,
+    /// Whether a store that cannot answer closes the tunnel (the route's `fail_closed`).
+    close_on_store_error: bool,
+}
+
+impl SessionWatch {
+    fn of(ctx: &RequestCtx) -> Option<Self> {
+        let active = ctx.session.active()?;
+        let state = ctx.state();
+        let route = state.routes.get(ctx.route?);
+        Some(SessionWatch {
+            key: active.key.clone(),
+            every: state.config.session.tunnel_recheck,
+            close_on_store_error: route.on_store_error
+                == crate::config::model::OnStoreError::FailClosed,
+            state,
+        })
+    }
+
+    /// Whether the tunnel may stay open.
+    async fn holds(&self) -> bool {
+        let now = crate::session::lifecycle::now_ms();
+        match self.state.sessions.still_active(&self.key, now).await {
+            Ok(active) => active,
+            Err(e) => {
+                warn!(error = %e, "could not check a WebSocket tunnel's session");
+                !self.close_on_store_error
+            }
+        }
+    }
+}
+
+/// Copies bytes both ways until either side closes or fails, or the session it was opened
+/// for no longer stands.
+async fn relay(session: &mut Session, upstream: &mut HttpSession, watch: Option<SessionWatch>) {
+    let every = watch.as_ref().map_or(LONG, |w| w.every);
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
             from_client = session.read_request_body() => match from_client {
@@ -154,11 +201,23 @@ async fn relay(session: &mut Session, upstream: &mut HttpSession) {
                 }
                 Ok(None) | Err(_) => break,
             },
+            _ = recheck.tick(), if watch.is_some() => {
+                if let Some(watch) = &watch {
+                    if !watch.holds().await {
+                        info!("closed a WebSocket tunnel whose session has ended");
+                        crate::metrics::metrics().tunnels_closed.inc();
+                        break;
+                    }
+                }
+            }
         }
     }
     debug!("WebSocket tunnel closed");
     let _ = session.write_response_body(None, true).await;
 }
+
+/// A bound on timer periods (a tunnel without a session has no recheck at all).
+const LONG: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
 /// The body of a refused upgrade, as the app sent it.
 async fn forward_body(session: &mut Session, upstream: &mut HttpSession) -> Result<()> {

@@ -52,17 +52,31 @@ pub fn select(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     let route = ctx
         .route
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
+    let pool = state.pools.get(state.routes.get(route).upstream);
+    let since = *ctx
+        .upstream_since
+        .get_or_insert_with(std::time::Instant::now);
+    let left = pool
+        .timeouts
+        .total
+        .map(|total| total.saturating_sub(since.elapsed()));
+    if left.is_some_and(|left| left.is_zero()) {
+        return Error::e_explain(
+            ErrorType::ConnectTimedout,
+            "the upstream's total_timeout passed before a backend was reached",
+        )
+        .map_err(|e| e.into_up());
+    }
     if std::mem::take(&mut ctx.retry_fresh) {
         // The backend closed a kept-alive connection as the request went out: that says
         // nothing about the backend, so the same one is asked again, on a new connection.
         if let Some(addr) = ctx.tried.last().copied() {
-            let mut peer = HttpPeer::new(addr, false, String::new());
+            let mut peer = pool.peer(addr, left);
             peer.group_key = fresh_connection_group();
             peer.options.idle_timeout = Some(std::time::Duration::ZERO);
             return Ok(Box::new(peer));
         }
     }
-    let pool = state.pools.get(state.routes.get(route).upstream);
     let addr = pool
         .select(affinity_key(pool, ctx).as_bytes(), &ctx.tried)
         .ok_or_else(|| {
@@ -72,7 +86,7 @@ pub fn select(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
             )
         })?;
     ctx.tried.push(addr);
-    Ok(Box::new(HttpPeer::new(addr, false, String::new())))
+    Ok(Box::new(pool.peer(addr, left)))
 }
 
 /// An error while proxying on a connection: Pingora's own policy (only idempotent requests
@@ -104,4 +118,22 @@ pub fn retry_connect(ctx: &RequestCtx, mut e: Box<Error>) -> Box<Error> {
         }
     }
     e
+}
+
+/// The upstream's total deadline, checked as response body bytes arrive: past it the
+/// exchange is cut (a response that has begun can only be cut short).
+pub fn within_total(ctx: &RequestCtx) -> Result<()> {
+    let (Some(state), Some(route), Some(since)) = (&ctx.state, ctx.route, ctx.upstream_since)
+    else {
+        return Ok(());
+    };
+    let pool = state.pools.get(state.routes.get(route).upstream);
+    match pool.timeouts.total {
+        Some(total) if since.elapsed() > total => Error::e_explain(
+            ErrorType::ReadTimedout,
+            format!("the upstream's total_timeout ({total:?}) passed"),
+        )
+        .map_err(|e| e.into_up()),
+        _ => Ok(()),
+    }
 }

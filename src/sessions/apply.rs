@@ -141,6 +141,7 @@ mod tests {
             format: RecordFormat::MessagePack,
             max_claims_bytes: 4096,
             cookie_keys: Vec::new(),
+            tunnel_recheck: Duration::from_secs(10),
         };
         Sessions::new(
             Backend::over(Arc::new(MemoryStore::new(100))),

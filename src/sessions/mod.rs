@@ -141,21 +141,10 @@ impl Sessions {
     /// the idle deadline when it is due. A failed renewal is logged, not fatal: the session
     /// stays valid until its current deadline.
     pub async fn resolve(&self, key: &StoreKey, now: u64) -> Result<Resolution, StoreError> {
-        let load = || async {
-            let record = self.store().load(key, now).await?;
-            Ok(record.map(|r| self.prepare(&r)))
+        let (session, source) = match self.current(key, now).await? {
+            Ok(found) => found,
+            Err(other) => return Ok(other),
         };
-        let (session, source) = match &self.backend.cache {
-            Some(cache) => cache.get_or_load(key, load).await?,
-            None => (load().await?.map(Arc::new), Source::Store),
-        };
-        let Some(session) = session else {
-            return Ok(Resolution::NotFound);
-        };
-        match session.deadlines.validity(now) {
-            Validity::Active => {}
-            expired => return Ok(Resolution::Expired(expired)),
-        }
         let session = if session
             .deadlines
             .renewal_due(now, self.settings.renew_below)
@@ -169,6 +158,35 @@ impl Sessions {
             session,
             source,
         }))
+    }
+
+    /// Whether the session of `key` still stands (known, not ended, within its deadlines),
+    /// without renewing it: for connections that outlive their request (WebSocket tunnels).
+    pub async fn still_active(&self, key: &StoreKey, now: u64) -> Result<bool, StoreError> {
+        Ok(self.current(key, now).await?.is_ok())
+    }
+
+    /// The session of `key` when it is active, or the resolution that says why not.
+    async fn current(
+        &self,
+        key: &StoreKey,
+        now: u64,
+    ) -> Result<Result<(Arc<PreparedSession>, Source), Resolution>, StoreError> {
+        let load = || async {
+            let record = self.store().load(key, now).await?;
+            Ok(record.map(|r| self.prepare(&r)))
+        };
+        let (session, source) = match &self.backend.cache {
+            Some(cache) => cache.get_or_load(key, load).await?,
+            None => (load().await?.map(Arc::new), Source::Store),
+        };
+        let Some(session) = session else {
+            return Ok(Err(Resolution::NotFound));
+        };
+        match session.deadlines.validity(now) {
+            Validity::Active => Ok(Ok((session, source))),
+            expired => Ok(Err(Resolution::Expired(expired))),
+        }
     }
 
     /// Extends the idle deadline. Write-behind when there is a renewal queue, inline otherwise;

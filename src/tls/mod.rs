@@ -87,6 +87,28 @@ pub fn covers(name: &str, server_name: &str) -> bool {
     }
 }
 
+/// Reads the CA certificates of a PEM file (DER each), for verifying backends: at least one,
+/// each one a parseable X.509 certificate.
+pub fn load_ca(file: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let pem = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a PEM certificate file: {e}", file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", file.display()));
+    }
+    for (i, cert) in certs.iter().enumerate() {
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| {
+            format!(
+                "{}: certificate {} does not parse: {e}",
+                file.display(),
+                i + 1
+            )
+        })?;
+    }
+    Ok(certs.into_iter().map(|c| c.as_ref().to_vec()).collect())
+}
+
 /// Reads a certificate chain (leaf first) and its private key from PEM files, checks that they
 /// belong together and that the leaf is valid at `now`, and reads the names it covers.
 pub fn load(chain_file: &Path, key_file: &Path, now: SystemTime) -> Result<Certificate, String> {

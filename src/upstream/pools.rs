@@ -16,7 +16,10 @@ use pingora::lb::{Backend, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::services::background::BackgroundService;
 
-use crate::config::model::{Affinity, HealthCheck, UpstreamSettings};
+use pingora::prelude::HttpPeer;
+use pingora::utils::tls::{parse_x509, WrappedX509};
+
+use crate::config::model::{Affinity, HealthCheck, UpstreamSettings, UpstreamTimeouts};
 
 /// How far along the ring a selection looks for an acceptable backend.
 const MAX_ITERATIONS: usize = 256;
@@ -38,6 +41,37 @@ pub struct Pool {
     any_failure: AtomicBool,
     /// The backend of a one-backend pool: nothing to hash or walk.
     single: Option<Backend>,
+    pub timeouts: UpstreamTimeouts,
+    tls: Option<PeerTls>,
+}
+
+/// TLS towards a pool's backends, ready for every peer.
+struct PeerTls {
+    server_name: String,
+    ca: Option<Arc<[WrappedX509]>>,
+    verify: bool,
+}
+
+impl PeerTls {
+    fn new(settings: &crate::config::model::UpstreamTls) -> Self {
+        PeerTls {
+            server_name: settings.server_name.clone(),
+            ca: settings.ca.as_ref().map(|certs| {
+                certs
+                    .iter()
+                    .map(|der| WrappedX509::new(der.clone(), parse_x509))
+                    .collect::<Vec<_>>()
+                    .into()
+            }),
+            verify: settings.verify,
+        }
+    }
+
+    fn apply(&self, peer: &mut HttpPeer) {
+        peer.options.verify_cert = self.verify;
+        peer.options.verify_hostname = self.verify;
+        peer.options.ca = self.ca.clone();
+    }
 }
 
 fn inet(backend: &Backend) -> Option<SocketAddr> {
@@ -53,6 +87,7 @@ impl Pool {
         let mut balancer =
             LoadBalancer::<KetamaHashing>::try_from_iter(settings.backends.iter().copied())
                 .expect("socket addresses need no lookup");
+        let tls = settings.tls.as_ref().map(PeerTls::new);
         let interval = match &settings.health {
             HealthCheck::None => None,
             HealthCheck::Tcp { interval } => {
@@ -60,7 +95,14 @@ impl Pool {
                 Some(*interval)
             }
             HealthCheck::Http { path, interval } => {
-                let mut check = HttpHealthCheck::new("localhost", false);
+                let mut check = match &tls {
+                    Some(tls) => {
+                        let mut check = HttpHealthCheck::new(&tls.server_name, true);
+                        tls.apply(&mut check.peer_template);
+                        check
+                    }
+                    None => HttpHealthCheck::new("localhost", false),
+                };
                 check.req.set_uri(path.parse().unwrap_or_default());
                 balancer.set_health_check(Box::new(check));
                 Some(*interval)
@@ -82,7 +124,29 @@ impl Pool {
             failures: Mutex::new(HashMap::new()),
             any_failure: AtomicBool::new(false),
             single,
+            timeouts: settings.timeouts,
+            tls,
         }
+    }
+
+    /// The peer a request to `addr` connects to: TLS as configured, and the pool's timeouts,
+    /// each cut to `left` (what remains of the exchange's total deadline) when there is one.
+    pub fn peer(&self, addr: SocketAddr, left: Option<Duration>) -> HttpPeer {
+        let mut peer = match &self.tls {
+            Some(tls) => {
+                let mut peer = HttpPeer::new(addr, true, tls.server_name.clone());
+                tls.apply(&mut peer);
+                peer
+            }
+            None => HttpPeer::new(addr, false, String::new()),
+        };
+        let cut = |d: Duration| left.map_or(d, |left| d.min(left.max(Duration::from_millis(1))));
+        let t = self.timeouts;
+        peer.options.connection_timeout = Some(cut(t.connect));
+        peer.options.total_connection_timeout = Some(cut(t.connect));
+        peer.options.read_timeout = Some(cut(t.read));
+        peer.options.write_timeout = Some(cut(t.write));
+        peer
     }
 
     /// Each backend and whether it passes its health check (always, when there is none).
@@ -188,6 +252,13 @@ mod tests {
             affinity: Affinity::Session,
             health: HealthCheck::None,
             case_insensitive: false,
+            timeouts: UpstreamTimeouts {
+                connect: Duration::from_secs(5),
+                read: Duration::from_secs(60),
+                write: Duration::from_secs(60),
+                total: None,
+            },
+            tls: None,
         })
     }
 

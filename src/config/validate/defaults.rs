@@ -34,6 +34,8 @@ pub const KEY_ID: &str = "k1";
 pub const MIN_KEY_BYTES: usize = 32;
 /// The most bytes a session's claims take as JSON: they travel on every request.
 pub const MAX_CLAIMS_BYTES: usize = 4096;
+/// An open WebSocket tunnel checks its session this often.
+pub const TUNNEL_RECHECK: Duration = Duration::from_secs(10);
 /// nginx's `client_header_timeout`.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// nginx's `keepalive_timeout`.
@@ -45,3 +47,14 @@ pub const MAX_HEADERS: usize = 100;
 /// Room for ten thousand clients; at the 32 KiB head limit a full house of half-sent heads is
 /// a few hundred MiB, not the machine.
 pub const MAX_CONNECTIONS: usize = 10_000;
+/// nginx's `proxy_connect_timeout` is 60 s; Envoy's cluster `connect_timeout` is 5 s: an app
+/// on the same network that does not accept within 5 s is down.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// nginx's `proxy_read_timeout`.
+pub const UPSTREAM_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// nginx's `proxy_send_timeout`.
+pub const UPSTREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most a route may buffer: Pingora's replay buffer holds 64 KiB.
+pub const MAX_BUFFER_BODY_BYTES: u64 = 64 * 1024;
+/// nginx's `client_body_timeout` is 60 s between two reads; a buffered body has 30 s in all.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);

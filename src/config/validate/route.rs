@@ -3,7 +3,8 @@
 
 use std::collections::HashSet;
 
-use super::problems::Problems;
+use super::defaults;
+use super::problems::{positive, Problems};
 use crate::config::file::RawRoute;
 use crate::config::model::*;
 
@@ -98,6 +99,7 @@ pub(super) fn check(
             AuthPolicy::Required => OnStoreError::FailClosed,
             AuthPolicy::Optional | AuthPolicy::Public => OnStoreError::Anonymous,
         });
+        let body = body_limits(r, &path, p);
         let (Some(host), Some(upstream)) = (host, upstream) else {
             continue;
         };
@@ -120,6 +122,7 @@ pub(super) fn check(
             case_insensitive: r
                 .case_insensitive
                 .unwrap_or(upstreams[upstream].case_insensitive),
+            body,
         });
     }
     check_login_loops(&out, p);
@@ -190,5 +193,44 @@ fn check_login_loops(routes: &[RouteSettings], p: &mut Problems) {
                 }
             }
         }
+    }
+}
+
+/// A route's request-body limits: the buffer within Pingora's replay buffer and below the
+/// body limit, the deadline only with a buffer.
+fn body_limits(r: &RawRoute, path: &str, p: &mut Problems) -> BodyLimits {
+    if r.max_body_bytes == Some(0) {
+        p.add(
+            format!("{path}.max_body_bytes"),
+            "must be greater than zero (leave it out for no limit)",
+        );
+    }
+    if let Some(buffer) = r.buffer_body_bytes {
+        if buffer == 0 || buffer > defaults::MAX_BUFFER_BODY_BYTES {
+            p.add(
+                format!("{path}.buffer_body_bytes"),
+                format!("must be between 1 and {}", defaults::MAX_BUFFER_BODY_BYTES),
+            );
+        } else if r.max_body_bytes.is_some_and(|max| buffer > max) {
+            p.add(
+                format!("{path}.buffer_body_bytes"),
+                "must not exceed max_body_bytes",
+            );
+        }
+    } else if r.body_timeout.is_some() {
+        p.add(
+            format!("{path}.body_timeout"),
+            "only applies with buffer_body_bytes",
+        );
+    }
+    BodyLimits {
+        max_bytes: r.max_body_bytes,
+        buffer_bytes: r.buffer_body_bytes,
+        timeout: positive(
+            r.body_timeout,
+            defaults::BODY_TIMEOUT,
+            &format!("{path}.body_timeout"),
+            p,
+        ),
     }
 }

@@ -151,6 +151,22 @@ pub(super) fn check(
             "must be between 256 and 65536: claims travel on every request",
         );
     }
+    // The default never exceeds a short idle timeout (a test's, say).
+    let tunnel_recheck = raw
+        .tunnel_recheck
+        .unwrap_or(defaults::TUNNEL_RECHECK.min(idle));
+    if raw.tunnel_recheck.is_some()
+        && !idle.is_zero()
+        && (tunnel_recheck < std::time::Duration::from_secs(1) || tunnel_recheck > idle)
+    {
+        p.add(
+            "session.tunnel_recheck",
+            format!(
+                "must be between 1s and session.idle_timeout ({})",
+                humantime::format_duration(idle)
+            ),
+        );
+    }
     Some(SessionSettings {
         cookie: CookieSettings {
             name,
@@ -164,6 +180,7 @@ pub(super) fn check(
         renew_below,
         format,
         max_claims_bytes,
+        tunnel_recheck,
         cookie_keys: cookie_keys(raw, redis, base, p),
     })
 }
