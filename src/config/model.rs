@@ -394,6 +394,55 @@ pub struct BodyLimits {
     pub timeout: Duration,
 }
 
+/// The index of the route among `routes` for `host` (lower case, no port) and a normalised
+/// `path` (the rule `routing::RouteTable` routes by; here so that validation can probe the
+/// table without the layer above).
+///
+/// The most specific host pattern wins (exact, then the longest `*.` suffix, then `*`), and
+/// among routes of that host the longest matching path prefix; a prefix matches only at a
+/// segment boundary (`/`, or the `;` that starts a parameter), so `/app` matches `/app`,
+/// `/app/x` and `/app;v=1` but not `/apple`. A `case_insensitive` route compares the path
+/// ignoring ASCII case, as IIS does.
+pub fn best_route(routes: &[RouteSettings], host: &str, path: &[u8]) -> Option<usize> {
+    let mut best: Option<(usize, (usize, usize))> = None;
+    for (i, route) in routes.iter().enumerate() {
+        let Some(host_rank) = host_rank(&route.host, host) else {
+            continue;
+        };
+        if !prefix_matches(route.path_prefix.as_bytes(), path, route.case_insensitive) {
+            continue;
+        }
+        let rank = (host_rank, route.path_prefix.len());
+        if best.is_none_or(|(_, r)| rank > r) {
+            best = Some((i, rank));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+fn host_rank(pattern: &HostPattern, host: &str) -> Option<usize> {
+    match pattern {
+        HostPattern::Any => Some(0),
+        HostPattern::Suffix(suffix) => host.ends_with(suffix.as_str()).then_some(1 + suffix.len()),
+        HostPattern::Exact(exact) => (exact == host).then_some(usize::MAX),
+    }
+}
+
+fn prefix_matches(prefix: &[u8], path: &[u8], case_insensitive: bool) -> bool {
+    let Some(head) = path.get(..prefix.len()) else {
+        return false;
+    };
+    let equal = if case_insensitive {
+        head.eq_ignore_ascii_case(prefix)
+    } else {
+        head == prefix
+    };
+    equal
+        && (prefix.ends_with(b"/")
+            || path.len() == prefix.len()
+            || matches!(path[prefix.len()], b'/' | b';'))
+}
+
 impl RouteSettings {
     /// A route with the defaults a configuration file gives it besides `host`, `path_prefix`
     /// and `auth` (upstream 0, audience "app").

@@ -6,7 +6,7 @@ mod path;
 
 pub use path::{normalize_path, PathError, RoutePath};
 
-use crate::config::model::{HostPattern, RouteSettings};
+use crate::config::model::{best_route, RouteSettings};
 
 /// Why a request matches no single route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,50 +53,14 @@ impl RouteTable {
     /// `/app/x` and `/app;v=1` but not `/apple`. A `case_insensitive` route compares the path
     /// ignoring ASCII case, as IIS does.
     pub fn find(&self, host: &str, path: &[u8]) -> Option<usize> {
-        let mut best: Option<(usize, (usize, usize))> = None;
-        for (i, route) in self.routes.iter().enumerate() {
-            let Some(host_rank) = host_rank(&route.host, host) else {
-                continue;
-            };
-            if !prefix_matches(route.path_prefix.as_bytes(), path, route.case_insensitive) {
-                continue;
-            }
-            let rank = (host_rank, route.path_prefix.len());
-            if best.is_none_or(|(_, r)| rank > r) {
-                best = Some((i, rank));
-            }
-        }
-        best.map(|(i, _)| i)
+        best_route(&self.routes, host, path)
     }
-}
-
-fn host_rank(pattern: &HostPattern, host: &str) -> Option<usize> {
-    match pattern {
-        HostPattern::Any => Some(0),
-        HostPattern::Suffix(suffix) => host.ends_with(suffix.as_str()).then_some(1 + suffix.len()),
-        HostPattern::Exact(exact) => (exact == host).then_some(usize::MAX),
-    }
-}
-
-fn prefix_matches(prefix: &[u8], path: &[u8], case_insensitive: bool) -> bool {
-    let Some(head) = path.get(..prefix.len()) else {
-        return false;
-    };
-    let equal = if case_insensitive {
-        head.eq_ignore_ascii_case(prefix)
-    } else {
-        head == prefix
-    };
-    equal
-        && (prefix.ends_with(b"/")
-            || path.len() == prefix.len()
-            || matches!(path[prefix.len()], b'/' | b';'))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::AuthPolicy;
+    use crate::config::model::{AuthPolicy, HostPattern};
 
     fn route(host: HostPattern, prefix: &str) -> RouteSettings {
         RouteSettings::new(host, prefix, AuthPolicy::Required)

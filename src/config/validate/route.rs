@@ -153,7 +153,6 @@ fn covers(outer: &HostPattern, inner: &HostPattern) -> bool {
 /// redirecting route may serve several hosts, and a more specific host's routes may serve the
 /// login path there: every such host is probed.
 fn check_login_loops(routes: &[RouteSettings], p: &mut Problems) {
-    let table = crate::routing::RouteTable::new(routes.to_vec());
     for (i, route) in routes.iter().enumerate() {
         let Some(url) = route
             .login_url
@@ -174,10 +173,10 @@ fn check_login_loops(routes: &[RouteSettings], p: &mut Problems) {
         hosts.dedup();
         for host in hosts {
             // Only hosts where this route itself would answer can send browsers to its login.
-            if table.find(&host, route.path_prefix.as_bytes()) != Some(i) {
+            if best_route(routes, &host, route.path_prefix.as_bytes()) != Some(i) {
                 continue;
             }
-            if let Some(target) = table.find(&host, path.as_bytes()) {
+            if let Some(target) = best_route(routes, &host, path.as_bytes()) {
                 if routes[target].auth == AuthPolicy::Required {
                     let on_host = match &routes[target].host {
                         HostPattern::Any => String::new(),
