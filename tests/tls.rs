@@ -23,16 +23,6 @@ async fn https_proxy(certificates: &[&Issued], adjust: impl FnOnce(Harness) -> H
     adjust(h).start().await
 }
 
-/// A header of a raw reply, by name in any case.
-fn header_of(reply: &RawReply, name: &str) -> Option<String> {
-    reply.head.lines().skip(1).find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
-    })
-}
-
 fn curl(args: &[&str]) -> std::process::Output {
     Command::new("curl")
         .args(["-sS", "--max-time", "10"])
@@ -348,12 +338,12 @@ async fn the_plain_listener_only_redirects_and_hsts_is_sent_over_https() {
         .raw("GET /opt/x?y=1 HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
         .await;
     assert_eq!(plain.status, 308);
-    let location = header_of(&plain, "location").expect("a Location");
+    let location = plain.header("location").expect("a Location");
     assert_eq!(
         location,
         format!("https://app.test:{}/opt/x?y=1", h.proxy.tls_port)
     );
-    assert!(header_of(&plain, "strict-transport-security").is_none());
+    assert!(plain.header("strict-transport-security").is_none());
     // Nothing on the plain listener reaches the app, not even a spoofed login.
     let plain = h
         .raw("POST /login HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -540,8 +530,8 @@ async fn the_proxys_own_responses_carry_hsts_and_nosniff() {
         .await;
     assert_eq!(plain.status, 502);
     assert_eq!(
-        header_of(&plain, "x-content-type-options").as_deref(),
+        plain.header("x-content-type-options").as_deref(),
         Some("nosniff")
     );
-    assert!(header_of(&plain, "strict-transport-security").is_none());
+    assert!(plain.header("strict-transport-security").is_none());
 }

@@ -159,15 +159,6 @@ async fn tls_backend(cert: &Issued) -> SocketAddr {
     addr
 }
 
-fn header_of(reply: &RawReply, name: &str) -> Option<String> {
-    reply.head.lines().skip(1).find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
-    })
-}
-
 const GET_PUBLIC: &str = "GET /public/x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +173,7 @@ async fn an_app_that_does_not_answer_gets_504_at_the_read_timeout() {
     assert_eq!(reply.status, 504, "{}", reply.head);
     assert!(reply.body.contains("Gateway timeout."), "{}", reply.body);
     assert_eq!(
-        header_of(&reply, "x-content-type-options").as_deref(),
+        reply.header("x-content-type-options").as_deref(),
         Some("nosniff")
     );
     // The request did reach the app (the timeout is the app's, not the connection's).

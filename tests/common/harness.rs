@@ -888,6 +888,16 @@ impl RawReply {
         }
     }
 
+    /// A header of the reply, by name in any case.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+
     /// What the echo upstream reported, when the request reached it.
     pub fn echo(&self) -> Echo {
         let json = self
