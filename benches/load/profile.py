@@ -136,7 +136,8 @@ def main():
         redis = h.Redis(ports["redis"])
         cookies = workdir / "cookies.txt"
         subprocess.run([exes["load_preload"], "--redis", f"redis://127.0.0.1:{ports['redis']}/0",
-                        "--sessions", str(args.sessions), "--cookies", str(cookies)], check=True)
+                        "--sessions", str(args.sessions), "--cookies", str(cookies),
+                        "--cookie-key-file", str(h.COOKIE_KEY)], check=True)
         load = h.Load(argparse.Namespace(wrk_threads=1, connections=8), workdir)
 
         for s in systems:

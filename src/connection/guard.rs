@@ -188,30 +188,45 @@ impl State {
         else {
             return Verdict::Pass;
         };
-        for &b in bytes {
-            if *leading {
-                if b == b'\r' || b == b'\n' {
-                    continue;
+        let mut rest = bytes;
+        if *leading {
+            // Blank lines before a request line are skipped (RFC 9112 §2.2) and not counted.
+            match rest.iter().position(|&b| b != b'\r' && b != b'\n') {
+                Some(start) => {
+                    rest = &rest[start..];
+                    *leading = false;
                 }
-                *leading = false;
+                None => return Verdict::Pass,
             }
-            *count += 1;
-            match b {
-                b'\n' if *line_start => {
-                    // The empty line: the head is complete; what follows is the request's.
-                    self.phase = Phase::Request;
-                    return Verdict::Pass;
+        }
+        // Line by line: a line is blank when nothing but CRs stand between two LFs.
+        while !rest.is_empty() {
+            let (taken, ended) = match memchr::memchr(b'\n', rest) {
+                Some(end) => (end + 1, true),
+                None => (rest.len(), false),
+            };
+            let blank = *line_start
+                && rest[..taken - usize::from(ended)]
+                    .iter()
+                    .all(|&b| b == b'\r');
+            *count += taken;
+            if ended && blank {
+                // The empty line: the head is complete; what follows is the request's. Its
+                // final LF is not held against the byte limit.
+                if *count - 1 > self.limits.max_header_bytes {
+                    return Verdict::Refuse(Refusal::TooLarge);
                 }
-                b'\n' => {
-                    *lines += 1;
-                    *line_start = true;
-                }
-                b'\r' if *line_start => {}
-                _ => *line_start = false,
+                self.phase = Phase::Request;
+                return Verdict::Pass;
             }
+            if ended {
+                *lines += 1;
+            }
+            *line_start = ended || blank;
             if *count > self.limits.max_header_bytes || *lines > self.limits.max_headers + 1 {
                 return Verdict::Refuse(Refusal::TooLarge);
             }
+            rest = &rest[taken..];
         }
         Verdict::Pass
     }
@@ -479,6 +494,100 @@ mod tests {
             assert_eq!(s.read(&[*b], t), Verdict::Pass);
         }
         assert_eq!(s.phase, Phase::Request);
+    }
+
+    /// The rule the line-by-line scan implements, byte by byte as it was first written.
+    fn reference(state: &mut State, bytes: &[u8]) -> Verdict {
+        let limits = state.limits;
+        let Phase::Head {
+            bytes: ref mut count,
+            ref mut lines,
+            ref mut line_start,
+            ref mut leading,
+            ..
+        } = state.phase
+        else {
+            return Verdict::Pass;
+        };
+        for &b in bytes {
+            if *leading {
+                if b == b'\r' || b == b'\n' {
+                    continue;
+                }
+                *leading = false;
+            }
+            *count += 1;
+            match b {
+                b'\n' if *line_start => {
+                    state.phase = Phase::Request;
+                    return Verdict::Pass;
+                }
+                b'\n' => {
+                    *lines += 1;
+                    *line_start = true;
+                }
+                b'\r' if *line_start => {}
+                _ => *line_start = false,
+            }
+            if *count > limits.max_header_bytes || *lines > limits.max_headers + 1 {
+                return Verdict::Refuse(Refusal::TooLarge);
+            }
+        }
+        Verdict::Pass
+    }
+
+    proptest::proptest! {
+        /// Any bytes of CR, LF and a letter, cut into any reads: the scan decides as the
+        /// byte-by-byte rule does, read after read, and passes in the same state.
+        #[test]
+        fn the_line_scan_decides_as_the_byte_rule(
+            bytes in proptest::collection::vec(proptest::sample::select(&b"\r\na:"[..]), 0..120),
+            cuts in proptest::collection::vec(0usize..120, 0..6),
+        ) {
+            let t = Instant::now();
+            let (mut fast, mut slow) = (state(t), state(t));
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= bytes.len()).collect();
+            cuts.push(0);
+            cuts.push(bytes.len());
+            cuts.sort();
+            for read in cuts.windows(2).map(|w| &bytes[w[0]..w[1]]) {
+                if read.is_empty() {
+                    continue;
+                }
+                let (a, b) = (fast.read(read, t), reference(&mut slow, read));
+                proptest::prop_assert_eq!(a, b);
+                if a != Verdict::Pass {
+                    break;
+                }
+                proptest::prop_assert_eq!(&fast.phase, &slow.phase);
+                if fast.phase == Phase::Request {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Heads around the byte limit, whole and cut at every point, with either line ending.
+    #[test]
+    fn the_line_scan_agrees_at_the_byte_limit() {
+        let t = Instant::now();
+        for len in 55..70 {
+            for end in ["\r\n\r\n", "\n\n", "\r\n\r\r\n"] {
+                let head = format!("{}{end}", "a".repeat(len));
+                for cut in 0..=head.len() {
+                    let (mut fast, mut slow) = (state(t), state(t));
+                    for read in [&head.as_bytes()[..cut], &head.as_bytes()[cut..]] {
+                        let a = fast.read(read, t);
+                        assert_eq!(a, reference(&mut slow, read), "{len} {end:?} {cut}");
+                        if a != Verdict::Pass {
+                            // Refused: the connection is done with, whatever was counted.
+                            break;
+                        }
+                        assert_eq!(fast.phase, slow.phase, "{len} {end:?} {cut}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
