@@ -74,6 +74,7 @@ impl Admin {
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
             .header("content-length", body.len())
             .header("cache-control", "no-store")
+            .header("x-content-type-options", "nosniff")
             .body(body.into_bytes())
             .unwrap_or_default()
     }
@@ -191,6 +192,7 @@ fn plain(status: StatusCode, body: &str) -> Response<Vec<u8>> {
         .header("content-type", "text/plain; charset=utf-8")
         .header("content-length", body.len())
         .header("cache-control", "no-store")
+        .header("x-content-type-options", "nosniff")
         .body(body.as_bytes().to_vec())
         .unwrap_or_default()
 }
@@ -203,6 +205,7 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Vec<u
         .header("content-type", "application/json")
         .header("content-length", text.len())
         .header("cache-control", "no-store")
+        .header("x-content-type-options", "nosniff")
         .body(text.into_bytes())
         .unwrap_or_default()
 }

@@ -32,6 +32,7 @@ async fn scrape(fx: &Running) -> String {
         .to_str()
         .unwrap()
         .starts_with("text/plain; version=0.0.4"));
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
     resp.text().await.unwrap()
 }
 
@@ -68,6 +69,14 @@ fn promtool() -> Option<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_real_traffic_and_pass_promtool() {
     let fx = Harness::new().redis().start().await;
+    // The cache serves only once the invalidation connection tracks (a loaded machine may
+    // take a moment after the listeners are up).
+    eventually(DEADLINE, "the session cache follows invalidations", || {
+        !fx.proxy
+            .log_lines_with("session cache follows invalidations from Redis")
+            .is_empty()
+    })
+    .await;
     let before = samples(&scrape(&fx).await);
 
     let cookie = fx.login("alice").await;
@@ -220,6 +229,7 @@ async fn admin(
     }
     let resp = req.send().await.expect("admin answers");
     let status = resp.status();
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
