@@ -1009,7 +1009,7 @@ def summarize(measurements, mode, renewals, run_calls, due_sessions, total_sessi
         if big in groups:
             r = per_round(big, small)
             lines.append(f"- d 1M / d 10k ({pick}) = {fmt(r)}, target >= 0.9{verdict(r, 0.9)}")
-    lines += secure_ratios(groups, rows, per_round, fmt)
+    lines += secure_ratios(groups, rows, per_round, fmt, args)
     lines += ["", "Renewal writes (Redis INFO commandstats after the preload; a renewal is an EVALSHA "
               "compare-and-set whose SET, when it writes, runs inside the script; a failed EVALSHA is a "
               "NOSCRIPT answer followed by SCRIPT LOAD and a retry):"]
@@ -1035,7 +1035,7 @@ def summarize(measurements, mode, renewals, run_calls, due_sessions, total_sessi
     return "\n".join(lines)
 
 
-def secure_ratios(groups, rows, per_round, fmt):
+def secure_ratios(groups, rows, per_round, fmt, args):
     """The ratios over TLS and HTTP/2 (no targets are set for them), and what TLS adds to each
     system against its own plain HTTP/1.1 in the same round."""
 
@@ -1067,7 +1067,8 @@ def secure_ratios(groups, rows, per_round, fmt):
                 extra = rows[key(k, proto)]["cpu"] - rows[plain]["cpu"]
                 against.append(f"{k} {'n/a' if r is None else f'{r[0]:.2f}'} ({extra:+.1f} µs CPU/req)")
         if against:
-            how = "wrk both" if proto == "tls" else "h2load against wrk, 8 connections against 64; d at 1 session both"
+            how = "wrk both" if proto == "tls" else (f"h2load against wrk, {args.h2_clients} connections against "
+                                                     f"{args.connections}; d at 1 session both")
             lines.append(f"- {PROTOCOLS[proto]} / plain HTTP/1.1 of the same system ({how}), throughput (CPU per "
                          f"request added): {', '.join(against)}")
     return lines
