@@ -13,15 +13,24 @@ loopback ports chosen at start:
   e  sessiongate with [cache] enabled = false: every request reads Redis
   f  sessiongate on a public route, no session cookie
 
+b, c, d and f are also measured over TLS (one certificate and key for all, made with openssl for
+the run; ECDSA P-256): HTTP/1.1 by wrk with an https:// URL, and HTTP/2 by h2load (ALPN h2) with
+as many streams in flight as wrk has connections. Each system serves TLS from the same process
+as plain HTTP (nginx: a second server block; Pingora and sessiongate: a second listener, ALPN h2
+then http/1.1), so d's warmed cache serves all three. h2load sends one header set on every
+request, so over HTTP/2 d sees one session (the single-session set's, cached).
+
 Sessions are preloaded into Redis by benches/load/preload.rs with the library's own id and
 record code. wrk (benches/load/sessions.lua) spreads requests over 1, 10k and (full mode) 1M
 session cookies, uniformly or Zipf. Measurements are interleaved: every round runs each system
 and scenario once, so drift on a shared machine hits all of them alike.
 
-Reported per system and scenario: requests/s, p50 and p99 latency, CPU microseconds per request
+Reported per system, protocol and scenario: requests/s, p50 and p99 latency (h2load: from its
+per-request log), CPU microseconds per request
 of the proxy's processes (utime + stime from /proc/PID/stat), their RSS, and the Redis commands
-per request; then the ratios the benchmarking issue sets targets for, and the renewal writes.
-Only the Python standard library is used.
+per request; then the ratios the benchmarking issue sets targets for, the same ratios over TLS
+and HTTP/2 with what TLS costs each system, and the renewal writes. Only the Python standard
+library is used.
 """
 
 import argparse
@@ -32,6 +41,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -46,6 +56,9 @@ COOKIE_KEY = ROOT / "conf" / "keys" / "demo-cookie.key"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Proxy worker threads (sessiongate, Pingora) and nginx worker processes.
 THREADS = 2
+# The TLS 1.3 suite wrk gets (OpenSSL's default order puts it first); h2load, whose own default
+# is AES-128, is held to it so that HTTP/1.1 and HTTP/2 over TLS encrypt alike.
+TLS13_SUITE = "TLS_AES_256_GCM_SHA384"
 
 MODES = {
     # Session sets: (name, sessions, renewal due at preload). Every set is measured uniform and
@@ -56,7 +69,7 @@ MODES = {
         # comes and goes, and each round sees every system under about the same conditions.
         "duration": 4,
         "rounds": 5,
-        "budget": 600,
+        "budget": 780,
     },
     "smoke": {
         "sets": [("1", 1, True), ("10k", 10_000, True)],
@@ -74,6 +87,12 @@ SYSTEMS = {
     "e": "sessiongate, no cache",
     "f": "sessiongate, public route",
 }
+
+# How a system is spoken to: plain HTTP/1.1 (wrk), HTTP/1.1 over TLS (wrk, https://) and HTTP/2
+# over TLS (h2load, ALPN h2).
+PROTOCOLS = {"http": "HTTP/1.1", "tls": "HTTPS/1.1", "h2": "HTTPS/2"}
+# The systems measured over TLS and HTTP/2.
+TLS_SYSTEMS = "bcdf"
 
 
 def log(message):
@@ -307,7 +326,39 @@ def upstream_conf(workdir, port):
     )
 
 
-def nginx_proxy_conf(workdir, port, upstream_port):
+def nginx_version():
+    out = subprocess.run(["nginx", "-v"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+    m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out)
+    if not m:
+        raise RuntimeError(f"nginx -v printed no version: {out!r}")
+    return tuple(int(x) for x in m.groups())
+
+
+def nginx_tls_server(port, upstream_location, tls):
+    """A server block of the nginx proxy over TLS, HTTP/2 offered by ALPN (h2, http/1.1)."""
+    tls_port, cert, key = tls
+    # `http2 on` came with nginx 1.25.1; before it, HTTP/2 is a parameter of `listen`.
+    if nginx_version() >= (1, 25, 1):
+        listen = f"listen 127.0.0.1:{tls_port} ssl backlog=4096;\n    http2 on;"
+    else:
+        listen = f"listen 127.0.0.1:{tls_port} ssl http2 backlog=4096;"
+    return f"""
+  server {{
+    {listen}
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    # As sessiongate and Pingora offer (nginx before 1.23.4 leaves TLS 1.3 out by default).
+    ssl_protocols TLSv1.2 TLSv1.3;
+{upstream_location}
+  }}"""
+
+
+def nginx_proxy_conf(workdir, port, upstream_port, tls=None):
+    location = """    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }"""
     return nginx_conf(
         workdir,
         "nginx-proxy",
@@ -321,18 +372,14 @@ def nginx_proxy_conf(workdir, port, upstream_port):
   }}
   server {{
     listen 127.0.0.1:{port} backlog=4096;
-    location / {{
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}""",
+{location}
+  }}{nginx_tls_server(port, location, tls) if tls else ""}""",
         THREADS,
     )
 
 
 def sessiongate_conf(workdir, name, port, admin_port, redis_port, upstream_port, cache, max_entries,
-                     command_timeout=None):
+                     command_timeout=None, tls=None):
     if cache:
         cache_section = f"""[cache]
 enabled = true
@@ -347,13 +394,26 @@ max_staleness = "1h"
         cache_section = """[cache]
 enabled = false
 """
+    tls_section = ""
+    if tls:
+        tls_port, cert, key = tls
+        tls_section = f"""
+[tls]
+# Beside the plain listener, which keeps proxying (redirect_plain is off). HTTP/2 by ALPN is on
+# by default.
+listen = ["127.0.0.1:{tls_port}"]
+
+[[tls.certificate]]
+chain_file = "{cert}"
+key_file = "{key}"
+"""
     conf = f"""# Generated by benches/load/harness.py for one run ({name}).
 [server]
 listen = ["127.0.0.1:{port}"]
 threads = {THREADS}
 admin_listen = "127.0.0.1:{admin_port}"
 shutdown_grace = "1s"
-
+{tls_section}
 [session]
 # Defaults: __Host-sid, Secure, idle 30m, absolute 12h, renew below 15m, MessagePack.
 
@@ -444,10 +504,10 @@ class Load:
         )
         return env
 
-    def argv(self, port, seconds):
+    def argv(self, port, seconds, tls=False):
         return [
             "wrk", "-t", str(self.threads), "-c", str(self.connections), "-d", f"{seconds}s",
-            "--timeout", "5s", "-s", str(self.lua), f"http://127.0.0.1:{port}/",
+            "--timeout", "5s", "-s", str(self.lua), f"{'https' if tls else 'http'}://127.0.0.1:{port}/",
         ]
 
     @staticmethod
@@ -457,9 +517,9 @@ class Load:
             raise RuntimeError(f"wrk printed no result:\n{output}")
         return {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
 
-    def run(self, port, seconds, cookies, pick, path):
+    def run(self, port, seconds, cookies, pick, path, tls=False):
         out = subprocess.run(
-            self.argv(port, seconds),
+            self.argv(port, seconds, tls),
             env=self.env(cookies, pick, path),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -486,6 +546,117 @@ class Load:
         return self.parse(output)
 
 
+class H2Load:
+    """HTTP/2 over TLS with h2load: `clients` connections with `streams` requests in flight on
+    each, the headers of sessions.lua's request (h2load sends one set on every request)."""
+
+    def __init__(self, args, workdir):
+        self.threads = args.wrk_threads
+        self.clients = args.h2_clients
+        self.streams = args.h2_streams
+        self.workdir = workdir
+
+    @staticmethod
+    def headers(cookie):
+        # sessions.lua's request, in HTTP/2's lower case; :authority stands for Host.
+        return {
+            ":authority": "app.example.com",
+            "user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36",
+            "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            "accept-language": "en-GB,en;q=0.9",
+            "accept-encoding": "gzip, deflate, br",
+            "referer": "https://app.example.com/reports",
+            "sec-fetch-dest": "document",
+            "sec-fetch-mode": "navigate",
+            "sec-fetch-site": "same-origin",
+            "x-forwarded-for": "203.0.113.7",
+            "cookie": f"theme=dark; __Host-sid={cookie}; lang=en" if cookie else "theme=dark; lang=en",
+        }
+
+    def argv(self, port, seconds, cookie, path, log_file):
+        argv = [
+            "h2load", "-D", str(seconds), "-t", str(self.threads), "-c", str(self.clients),
+            "-m", str(self.streams), f"--tls13-ciphers={TLS13_SUITE}", f"--log-file={log_file}",
+        ]
+        for name, value in self.headers(cookie).items():
+            argv += ["-H", f"{name}: {value}"]
+        return argv + [f"https://127.0.0.1:{port}{path}"]
+
+    @staticmethod
+    def parse(output, latencies):
+        """The result in wrk's terms; p50 and p99 from the per-request latencies (µs)."""
+        finished = re.search(r"^finished in ([\d.]+)(m?s)", output, re.M)
+        requests = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                             r"(\d+) failed, (\d+) errored, (\d+) timeout", output, re.M)
+        codes = re.search(r"^status codes: (\d+) 2xx", output, re.M)
+        if not (finished and requests and codes):
+            raise RuntimeError(f"h2load printed no result:\n{output}")
+        seconds = float(finished.group(1)) / (1000 if finished.group(2) == "ms" else 1)
+        done = int(requests.group(3))
+        latencies.sort()
+
+        def percentile(q):
+            return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0
+
+        result = {
+            "requests": done,
+            "duration_us": int(seconds * 1e6),
+            "p50_us": percentile(0.50),
+            "p99_us": percentile(0.99),
+            "status_errors": done - int(codes.group(1)),
+            "socket_errors": int(requests.group(6)) + int(requests.group(7)),
+        }
+        protocol = re.search(r"^TLS Protocol: (\S+)", output, re.M)
+        cipher = re.search(r"^Cipher: (\S+)", output, re.M)
+        alpn = re.search(r"^Application protocol: (\S+)", output, re.M)
+        result["tls"] = " ".join(m.group(1) for m in (protocol, cipher) if m)
+        if not alpn or alpn.group(1) != "h2":
+            raise RuntimeError(f"h2load did not speak HTTP/2:\n{output}")
+        return result
+
+    def run(self, port, seconds, cookie, path):
+        log_file = self.workdir / "h2load-requests.tsv"
+        log_file.unlink(missing_ok=True)
+        out = subprocess.run(
+            self.argv(port, seconds, cookie, path, log_file),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=True,
+        )
+        # One line per request: start (µs since the epoch), status, µs until the response ended.
+        latencies = []
+        with open(log_file) as f:
+            for line in f:
+                fields = line.split("\t")
+                if len(fields) == 3:
+                    latencies.append(int(fields[2]))
+        return self.parse(out.stdout, latencies)
+
+
+def make_certificate(workdir):
+    """A self-signed ECDSA P-256 certificate for localhost and 127.0.0.1, valid for two days:
+    every TLS system of the run serves it."""
+    cert, key = workdir / "localhost.crt", workdir / "localhost.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    return cert, key
+
+
+def tls_probe(port, cert):
+    """What a client offering h2 and http/1.1 (OpenSSL's defaults otherwise, as wrk) gets:
+    (TLS version, cipher suite, ALPN protocol)."""
+    context = ssl.create_default_context(cafile=str(cert))
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as s:
+            return s.version(), s.cipher()[0], s.selected_alpn_protocol()
+
+
 # ---------------------------------------------------------------------------------------------
 # The run
 
@@ -497,6 +668,11 @@ def main():
     parser.add_argument("--duration", type=int, help="seconds per measurement (full: 4, smoke: 2)")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--h2-clients", type=int, default=8, help="h2load's connections (default 8)")
+    parser.add_argument("--h2-streams", type=int, default=8,
+                        help="h2load's requests in flight per connection (default 8: clients x streams = wrk's 64)")
+    parser.add_argument("--no-tls", action="store_true", help="leave out HTTP/1.1 over TLS")
+    parser.add_argument("--no-h2", action="store_true", help="leave out HTTP/2 over TLS")
     parser.add_argument("--json", type=Path, help="also write every measurement to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--dev", action="store_true",
@@ -530,8 +706,17 @@ def main():
 def run(args, mode, exes, workdir, procs, started):
     log(f"{'smoke' if args.smoke else 'full'} mode{' (debug build)' if args.dev else ''}: "
         f"{mode['rounds']} round(s) of {mode['duration']} s "
-        f"per measurement; wrk -t{args.wrk_threads} -c{args.connections}; work directory {workdir}")
+        f"per measurement; wrk -t{args.wrk_threads} -c{args.connections}"
+        f"{'' if args.no_h2 else f'; h2load -t{args.wrk_threads} -c{args.h2_clients} -m{args.h2_streams}'}"
+        f"; work directory {workdir}")
+    protocols = ["http"] + [p for p, off in (("tls", args.no_tls), ("h2", args.no_h2)) if not off]
     ports = {k: free_port() for k in ("upstream", "redis", "b", "c", "d", "e", "f", "d-admin", "e-admin", "f-admin")}
+    # Every TLS system serves on a port of its own, HTTP/1.1 and HTTP/2 alike (ALPN).
+    tls_ports = {k: free_port() for k in TLS_SYSTEMS} if len(protocols) > 1 else {}
+    cert, key = make_certificate(workdir) if tls_ports else (None, None)
+
+    def tls(k):
+        return (tls_ports[k], cert, key) if k in tls_ports else None
 
     # The upstream and the store.
     upstream = procs.start("upstream", ["nginx", "-e", str(workdir / "upstream-error.log"),
@@ -560,19 +745,35 @@ def run(args, mode, exes, workdir, procs, started):
 
     # The systems under test.
     procs.start("nginx-proxy", ["nginx", "-e", str(workdir / "nginx-proxy-error.log"), "-c",
-                                str(nginx_proxy_conf(workdir, ports["b"], ports["upstream"]))], signal.SIGQUIT)
+                                str(nginx_proxy_conf(workdir, ports["b"], ports["upstream"], tls("b")))],
+                signal.SIGQUIT)
+    passthrough_tls = ["--tls-listen", f"127.0.0.1:{tls_ports['c']}", "--cert", str(cert), "--key", str(key)] \
+        if "c" in tls_ports else []
     procs.start("passthrough", [exes["load_passthrough"], "--listen", f"127.0.0.1:{ports['c']}",
-                                "--upstream", f"127.0.0.1:{ports['upstream']}", "--threads", str(THREADS)],
+                                "--upstream", f"127.0.0.1:{ports['upstream']}", "--threads", str(THREADS),
+                                *passthrough_tls],
                 signal.SIGINT)
     max_entries = total_sessions + 10_000
     for name, cache in (("d", True), ("e", False), ("f", True)):
         conf = sessiongate_conf(workdir, f"sessiongate-{name}", ports[name], ports[f"{name}-admin"],
                                 ports["redis"], ports["upstream"], cache, max_entries,
-                                command_timeout="1s" if args.dev else None)
+                                command_timeout="1s" if args.dev else None, tls=tls(name))
         subprocess.run([exes["sessiongate"], "--check", str(conf)], check=True, stdout=subprocess.DEVNULL)
         procs.start(f"sessiongate-{name}", [exes["sessiongate"], "--config", str(conf)], signal.SIGINT)
     for k in ("b", "c", "d", "e", "f"):
         wait_port(ports[k], SYSTEMS[k])
+    for k, port in tls_ports.items():
+        wait_port(port, f"{SYSTEMS[k]} over TLS")
+    # The same handshake everywhere, and HTTP/2 wherever it is offered.
+    tls_params = {}
+    for k, port in tls_ports.items():
+        version, cipher, alpn = tls_probe(port, cert)
+        tls_params[k] = f"{version} {cipher}"
+        log(f"TLS {k} {SYSTEMS[k]}: {tls_params[k]}, ALPN {alpn} offered h2 and http/1.1")
+        if alpn != "h2":
+            raise RuntimeError(f"{SYSTEMS[k]} over TLS did not offer h2 by ALPN (got {alpn})")
+        if cipher != TLS13_SUITE:
+            log(f"WARNING: {SYSTEMS[k]} negotiated {cipher}, not {TLS13_SUITE} as h2load is held to")
     # A cache serves nothing until its invalidation connection is up (two instances have one).
     end = time.monotonic() + 30
     while redis.command("CLIENT", "LIST").count("name=sessiongate-invalidation") < 2:
@@ -614,16 +815,31 @@ def run(args, mode, exes, workdir, procs, started):
         for f in logs:
             f.write_text("")
     # Connection pools and first-request costs of the others, outside the measurements.
+    h2 = H2Load(args, workdir)
+    # The cookie h2load sends on every request: the single session's, which d has cached.
+    h2_cookie = cookie_files["1"].read_text().split("\n", 1)[0]
     for k in "abcef":
         port = ports["upstream"] if k == "a" else ports[k]
         load.run(port, 1, None if k == "f" else cookie_files["10k"], "uniform", "/pub" if k == "f" else "/")
+    for k, port in tls_ports.items():
+        if "tls" in protocols:
+            load.run(port, 1, None if k == "f" else cookie_files["10k"], "uniform", "/pub" if k == "f" else "/",
+                     tls=True)
+        if "h2" in protocols:
+            h2.run(port, 1, None if k == "f" else h2_cookie, "/pub" if k == "f" else "/")
 
-    # One round: (system, session set, pick). a, b and c do not look at sessions: they get the
-    # 10k set's cookies, so their requests have the shape d's have; f gets no session cookie.
-    order = [("a", "10k", "uniform"), ("b", "10k", "uniform"), ("c", "10k", "uniform"), ("f", None, "uniform")]
+    # One round: (system, protocol, session set, pick). a, b and c do not look at sessions: they
+    # get the 10k set's cookies, so their requests have the shape d's have; f gets no session
+    # cookie. Over HTTP/2 every request carries the one cookie h2load is given ("fixed").
+    order = [("a", "http", "10k", "uniform"), ("b", "http", "10k", "uniform"), ("c", "http", "10k", "uniform"),
+             ("f", "http", None, "uniform")]
     for name, count, _ in mode["sets"]:
         for pick in (["uniform"] if count == 1 else ["uniform", "zipf"]):
-            order += [("d", name, pick), ("e", name, pick)]
+            order += [("d", "http", name, pick), ("e", "http", name, pick)]
+    if "tls" in protocols:
+        order += [(k, "tls", None if k == "f" else "10k", "uniform") for k in TLS_SYSTEMS]
+    if "h2" in protocols:
+        order += [(k, "h2", None if k == "f" else "1", "fixed") for k in TLS_SYSTEMS]
 
     # Stay within the time bound: fewer rounds if the preload and warm-up took long.
     per_round = len(order) * (mode["duration"] + 1.5)
@@ -636,20 +852,30 @@ def run(args, mode, exes, workdir, procs, started):
     measurements = []
     run_calls_before = redis.calls()
     for rnd in range(1, mode["rounds"] + 1):
-        for system, set_name, pick in order:
-            port = ports["upstream"] if system == "a" else ports[system]
+        for system, proto, set_name, pick in order:
+            if proto != "http":
+                port = tls_ports[system]
+            else:
+                port = ports["upstream"] if system == "a" else ports[system]
+            path = "/pub" if system == "f" else "/"
             proxy = process_tree(pids[system]) if system != "a" else []
             up = process_tree(pids["upstream"])
             cpu0, up0, calls0 = cpu_ticks(proxy), cpu_ticks(up), redis.calls()
             machine0, mine0 = machine_jiffies(), procs.cpu_ticks() + children_cpu_ticks()
-            result = load.run(port, mode["duration"], cookie_files.get(set_name or ""),
-                              pick, "/pub" if system == "f" else "/")
+            if proto == "h2":
+                result = h2.run(port, mode["duration"], h2_cookie if set_name else None, path)
+            else:
+                result = load.run(port, mode["duration"], cookie_files.get(set_name or ""), pick, path,
+                                  tls=proto == "tls")
+                if proto == "tls":
+                    result["tls"] = tls_params[system]
             machine1, mine1 = machine_jiffies(), procs.cpu_ticks() + children_cpu_ticks()
             cpu1, up1, calls1 = cpu_ticks(proxy), cpu_ticks(up), redis.calls()
             busy, steal, total = (x1 - x0 for x0, x1 in zip(machine0, machine1))
             m = {
                 "round": rnd,
                 "system": system,
+                "proto": proto,
                 "sessions": set_name or "-",
                 "pick": pick if set_name else "-",
                 **result,
@@ -665,7 +891,7 @@ def run(args, mode, exes, workdir, procs, started):
                 "loadavg": float(Path("/proc/loadavg").read_text().split()[0]),
             }
             measurements.append(m)
-            log(f"round {rnd} {system} {m['sessions']:>3} {m['pick']:<7} {m['rps']:9.0f} req/s  "
+            log(f"round {rnd} {system} {proto:<4} {m['sessions']:>3} {m['pick']:<7} {m['rps']:9.0f} req/s  "
                 f"p50 {m['p50_us']:6d} us  p99 {m['p99_us']:6d} us  "
                 f"cpu {m['cpu_us'] / max(1, m['requests']):6.1f} us/req  "
                 f"non-2xx {m['status_errors']}  reads/req {session_reads(m['redis']) / max(1, m['requests']):.3f}  "
@@ -686,7 +912,7 @@ def run(args, mode, exes, workdir, procs, started):
     bad = [m for m in measurements if m["requests"] == 0 or m["status_errors"] > m["requests"] / 1000
            or m["socket_errors"] > m["requests"] / 100]
     for m in bad:
-        log(f"FAILED: {m['system']} {m['sessions']} {m['pick']} round {m['round']}: {m['requests']} requests, "
+        log(f"FAILED: {m['system']} {m['proto']} {m['sessions']} {m['pick']} round {m['round']}: {m['requests']} requests, "
             f"{m['status_errors']} non-2xx, {m['socket_errors']} socket errors")
     if elapsed > mode["budget"]:
         log(f"WARNING: the run took {elapsed:.0f} s, over its {mode['budget']} s bound")
@@ -696,7 +922,7 @@ def run(args, mode, exes, workdir, procs, started):
 def summarize(measurements, mode, renewals, run_calls, due_sessions, total_sessions, args, elapsed):
     groups = {}
     for m in measurements:
-        groups.setdefault((m["system"], m["sessions"], m["pick"]), []).append(m)
+        groups.setdefault((m["system"], m["proto"], m["sessions"], m["pick"]), []).append(m)
 
     def row(key):
         ms = groups[key]
@@ -720,20 +946,25 @@ def summarize(measurements, mode, renewals, run_calls, due_sessions, total_sessi
         "",
         f"sessiongate load harness, {'smoke' if args.smoke else 'full'} mode"
         f"{' (DEBUG BUILD: the figures mean nothing)' if args.dev else ''}: {mode['rounds']} interleaved "
-        f"round(s), {mode['duration']} s per measurement, wrk -t{args.wrk_threads} -c{args.connections}, "
+        f"round(s), {mode['duration']} s per measurement, wrk -t{args.wrk_threads} -c{args.connections}"
+        f"{'' if args.no_h2 else f', h2load -t{args.wrk_threads} -c{args.h2_clients} -m{args.h2_streams}'}, "
         f"{THREADS} proxy threads; medians over rounds (req/s range in brackets); CPU = utime+stime of the "
-        "proxy's processes / requests",
+        "proxy's processes / requests; HTTPS/1.1 by wrk, HTTPS/2 by h2load (p50/p99 from its per-request log)",
         "",
-        "| system | sessions | pick | req/s | p50 | p99 | proxy CPU/req | upstream CPU/req | proxy RSS | Redis reads/req | non-2xx |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| system | over | sessions | pick | req/s | p50 | p99 | proxy CPU/req | upstream CPU/req | proxy RSS "
+        "| Redis reads/req | non-2xx |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for key in sorted(rows, key=lambda k: (k[0], {"-": 0, "1": 1, "10k": 2, "1M": 3}[k[1]], k[2])):
+    proto_order = list(PROTOCOLS)
+    for key in sorted(rows, key=lambda k: (proto_order.index(k[1]), k[0],
+                                           {"-": 0, "1": 1, "10k": 2, "1M": 3}[k[2]], k[3])):
         r = rows[key]
-        system, sessions, pick = key
+        system, proto, sessions, pick = key
         cpu = "—" if system == "a" else f"{r['cpu']:.1f} µs"
         rss = "—" if system == "a" else f"{r['rss'] / 1024:.0f} MiB"
         lines.append(
-            f"| {system} {SYSTEMS[system]} | {sessions} | {pick} | {r['rps']:,.0f} [{r['rps_min']:,.0f}–{r['rps_max']:,.0f}] "
+            f"| {system} {SYSTEMS[system]} | {PROTOCOLS[proto]} | {sessions} | {pick} "
+            f"| {r['rps']:,.0f} [{r['rps_min']:,.0f}–{r['rps_max']:,.0f}] "
             f"| {r['p50'] / 1000:.2f} ms | {r['p99'] / 1000:.2f} ms | {cpu} | {r['upstream_cpu']:.1f} µs | {rss} "
             f"| {r['gets']:.3f} | {r['non2xx']} |"
         )
@@ -755,11 +986,11 @@ def summarize(measurements, mode, renewals, run_calls, due_sessions, total_sessi
             return ""
         return " — met" if r[0] >= target else " — MISSED"
 
-    d = ("d", "10k", "uniform")
-    c = ("c", "10k", "uniform")
-    b = ("b", "10k", "uniform")
-    e = ("e", "10k", "uniform")
-    f = ("f", "-", "-")
+    d = ("d", "http", "10k", "uniform")
+    c = ("c", "http", "10k", "uniform")
+    b = ("b", "http", "10k", "uniform")
+    e = ("e", "http", "10k", "uniform")
+    f = ("f", "http", "-", "-")
     lines += ["", "Ratios (throughput, same round; d and e at 10k sessions, uniform):"]
     r = per_round(d, c)
     lines.append(f"- d/c = {fmt(r)}, target >= 0.9{verdict(r, 0.9)}")
@@ -774,10 +1005,11 @@ def summarize(measurements, mode, renewals, run_calls, due_sessions, total_sessi
     r = per_round(f, c)
     lines.append(f"- f/c = {fmt(r)}")
     for pick in ("uniform", "zipf"):
-        big, small = ("d", "1M", pick), ("d", "10k", pick)
+        big, small = ("d", "http", "1M", pick), ("d", "http", "10k", pick)
         if big in groups:
             r = per_round(big, small)
             lines.append(f"- d 1M / d 10k ({pick}) = {fmt(r)}, target >= 0.9{verdict(r, 0.9)}")
+    lines += secure_ratios(groups, rows, per_round, fmt, args)
     lines += ["", "Renewal writes (Redis INFO commandstats after the preload; a renewal is an EVALSHA "
               "compare-and-set whose SET, when it writes, runs inside the script; a failed EVALSHA is a "
               "NOSCRIPT answer followed by SCRIPT LOAD and a retry):"]
@@ -801,6 +1033,45 @@ def summarize(measurements, mode, renewals, run_calls, due_sessions, total_sessi
               f"{min(m['loadavg'] for m in measurements):.1f}–{max(m['loadavg'] for m in measurements):.1f}."]
     lines.append(f"\nWall time after the build: {elapsed:.0f} s.")
     return "\n".join(lines)
+
+
+def secure_ratios(groups, rows, per_round, fmt, args):
+    """The ratios over TLS and HTTP/2 (no targets are set for them), and what TLS adds to each
+    system against its own plain HTTP/1.1 in the same round."""
+
+    def key(system, proto):
+        if proto == "h2":
+            return (system, proto, "-", "-") if system == "f" else (system, proto, "1", "fixed")
+        return (system, proto, "-", "-") if system == "f" else (system, proto, "10k", "uniform")
+
+    lines = []
+    for proto, title in (("tls", "HTTPS/1.1 (wrk https://; d at 10k sessions, uniform)"),
+                         ("h2", "HTTPS/2 (h2load; d with one cached session's cookie on every request)")):
+        if key("c", proto) not in groups:
+            continue
+        tls = {m.get("tls") for k in TLS_SYSTEMS for m in groups.get(key(k, proto), [])}
+        lines += ["", f"Ratios over {title}, same round ({', '.join(sorted(t for t in tls if t))}):"]
+        for x, y in (("d", "c"), ("d", "b"), ("f", "c"), ("c", "b")):
+            lines.append(f"- {x}/{y} = {fmt(per_round(key(x, proto), key(y, proto)))}")
+        d, c = key("d", proto), key("c", proto)
+        if d in rows and c in rows:
+            lines.append(f"- CPU per request d − c = {rows[d]['cpu']:.1f} − {rows[c]['cpu']:.1f} = "
+                         f"{rows[d]['cpu'] - rows[c]['cpu']:+.1f} µs")
+        # Against the same system's plain HTTP/1.1 (wrk both): what TLS costs. HTTP/2 is driven by
+        # another load generator (h2load) and, for d, over one session: compared with d at 1.
+        against = []
+        for k in TLS_SYSTEMS:
+            plain = key(k, "http") if proto == "tls" or k != "d" else ("d", "http", "1", "uniform")
+            if plain in rows and key(k, proto) in rows:
+                r = per_round(key(k, proto), plain)
+                extra = rows[key(k, proto)]["cpu"] - rows[plain]["cpu"]
+                against.append(f"{k} {'n/a' if r is None else f'{r[0]:.2f}'} ({extra:+.1f} µs CPU/req)")
+        if against:
+            how = "wrk both" if proto == "tls" else (f"h2load against wrk, {args.h2_clients} connections against "
+                                                     f"{args.connections}; d at 1 session both")
+            lines.append(f"- {PROTOCOLS[proto]} / plain HTTP/1.1 of the same system ({how}), throughput (CPU per "
+                         f"request added): {', '.join(against)}")
+    return lines
 
 
 if __name__ == "__main__":

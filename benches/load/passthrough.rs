@@ -4,7 +4,10 @@
 //! Pingora itself.
 //!
 //! `benches/load/run.sh` starts it as
-//! `load_passthrough --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT [--threads N]`.
+//! `load_passthrough --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT [--threads N]
+//! [--tls-listen 127.0.0.1:PORT --cert CHAIN.pem --key KEY.pem]`. The TLS listener is built as
+//! sessiongate builds its own (src/server/listeners.rs): Pingora's rustls listener with
+//! `TlsSettings::intermediate` and ALPN h2 then http/1.1, so that it also serves HTTP/2.
 //! Without a listen/upstream pair it exits at once with success, because `cargo test --benches`
 //! runs every bench binary with no arguments (and `cargo bench` adds `--bench`).
 
@@ -12,6 +15,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
@@ -45,12 +49,15 @@ struct Options {
     listen: String,
     upstream: SocketAddr,
     threads: usize,
+    /// The HTTPS listener and its certificate chain and key files.
+    tls: Option<(String, String, String)>,
 }
 
 fn options() -> Result<Option<Options>, String> {
     let mut listen = None;
     let mut upstream = None;
     let mut threads = 2;
+    let (mut tls_listen, mut cert, mut key) = (None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -64,15 +71,24 @@ fn options() -> Result<Option<Options>, String> {
                 let v = value("--threads")?;
                 threads = v.parse().map_err(|e| format!("--threads {v}: {e}"))?;
             }
+            "--tls-listen" => tls_listen = Some(value("--tls-listen")?),
+            "--cert" => cert = Some(value("--cert")?),
+            "--key" => key = Some(value("--key")?),
             // `cargo bench` passes `--bench`; filters and other harness flags mean nothing here.
             _ => {}
         }
     }
+    let tls = match (tls_listen, cert, key) {
+        (Some(listen), Some(cert), Some(key)) => Some((listen, cert, key)),
+        (None, None, None) => None,
+        _ => return Err("--tls-listen, --cert and --key go together".to_string()),
+    };
     Ok(match (listen, upstream) {
         (Some(listen), Some(upstream)) => Some(Options {
             listen,
             upstream,
             threads,
+            tls,
         }),
         _ => None,
     })
@@ -100,6 +116,18 @@ fn main() -> ExitCode {
         },
     );
     proxy.add_tcp(&options.listen);
+    if let Some((listen, cert, key)) = &options.tls {
+        let mut settings = match TlsSettings::intermediate(cert, key) {
+            Ok(settings) => settings,
+            Err(e) => {
+                eprintln!("load_passthrough: {cert}, {key}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        settings.enable_h2();
+        proxy.add_tls_with_settings(listen, None, settings);
+        eprintln!("load_passthrough: TLS (h2, http/1.1) on {listen}");
+    }
     server.add_service(proxy);
     eprintln!(
         "load_passthrough: {} -> {} on {} threads",

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # The end-to-end load harness: sessiongate against a direct upstream, nginx and plain Pingora,
-# measured interleaved in one run on this machine. See benches/load/harness.py for what runs.
+# over plain HTTP/1.1, HTTP/1.1 over TLS and HTTP/2 over TLS, measured interleaved in one run on
+# this machine. See benches/load/harness.py for what runs.
 #
-#   benches/load/run.sh            full run, at most 10 minutes after the build
+#   benches/load/run.sh            full run, at most 13 minutes after the build
 #   benches/load/run.sh --smoke    a few seconds per system, under 2 minutes after the build
 #   benches/load/run.sh --smoke --dev   the same on the debug build (CI: only checks it works)
 #
-# Installs what is missing with apt-get (as root or through sudo): nginx and wrk, redis-server,
-# cmake (to build Pingora), python3 (the harness uses only its standard library). Honours
-# CARGO_TARGET_DIR. Other options: benches/load/run.sh --help.
+# Installs what is missing with apt-get (as root or through sudo): nginx and wrk, h2load
+# (nghttp2-client) and openssl (the run's certificate), redis-server, cmake (to build Pingora),
+# python3 (the harness uses only its standard library). Honours CARGO_TARGET_DIR. Other
+# options (--no-tls, --no-h2, ...): benches/load/run.sh --help.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 # command -> Debian package
-declare -A package=([nginx]=nginx [wrk]=wrk [redis-server]=redis-server [cmake]=cmake [python3]=python3)
+declare -A package=([nginx]=nginx [wrk]=wrk [h2load]=nghttp2-client [openssl]=openssl
+  [redis-server]=redis-server [cmake]=cmake [python3]=python3)
 missing=()
-for cmd in nginx wrk redis-server cmake python3; do
+for cmd in nginx wrk h2load openssl redis-server cmake python3; do
   command -v "$cmd" >/dev/null 2>&1 || [[ -x "/usr/sbin/$cmd" ]] || missing+=("${package[$cmd]}")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
