@@ -769,7 +769,7 @@ def run(args, mode, exes, workdir, procs, started):
     for k, port in tls_ports.items():
         version, cipher, alpn = tls_probe(port, cert)
         tls_params[k] = f"{version} {cipher}"
-        log(f"TLS {k} {SYSTEMS[k]}: {tls_params[k]}, ALPN {alpn} offered h2 and http/1.1")
+        log(f"TLS {k} {SYSTEMS[k]}: {tls_params[k]}; offered h2 and http/1.1 by ALPN, it chose {alpn}")
         if alpn != "h2":
             raise RuntimeError(f"{SYSTEMS[k]} over TLS did not offer h2 by ALPN (got {alpn})")
         if cipher != TLS13_SUITE:
