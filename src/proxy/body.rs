@@ -87,17 +87,22 @@ pub async fn admit(session: &mut Session, limits: BodyLimits) -> Result<Verdict>
 
 /// Counts body bytes as they pass to the app (chunked bodies, which declare no length):
 /// beyond the route's limit the exchange is cut and the client gets 413.
-pub fn count(ctx: &mut RequestCtx, limits: BodyLimits, chunk: &Option<Bytes>) -> Result<()> {
-    let Some(max) = limits.max_bytes else {
+pub fn count(ctx: &mut RequestCtx, chunk: &Option<Bytes>) -> Result<()> {
+    let Some(left) = ctx.body_left.as_mut() else {
         return Ok(());
     };
-    ctx.body_bytes += chunk.as_ref().map_or(0, |c| c.len() as u64);
-    if ctx.body_bytes > max {
-        info!(max, "cut a request body over the route's limit");
-        return Error::e_explain(
-            ErrorType::HTTPStatus(413),
-            "request body over max_body_bytes",
-        );
+    let len = chunk.as_ref().map_or(0, |c| c.len() as u64);
+    match left.checked_sub(len) {
+        Some(rest) => {
+            *left = rest;
+            Ok(())
+        }
+        None => {
+            info!("cut a request body over the route's limit");
+            Error::e_explain(
+                ErrorType::HTTPStatus(413),
+                "request body over max_body_bytes",
+            )
+        }
     }
-    Ok(())
 }

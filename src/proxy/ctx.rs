@@ -32,10 +32,11 @@ pub struct RequestCtx {
     pub websocket_accept: Option<String>,
     /// The request came over TLS.
     pub https: bool,
-    /// When the first backend was chosen: the start of the upstream's total deadline.
-    pub upstream_since: Option<Instant>,
-    /// Request body bytes seen so far (for the route's `max_body_bytes`).
-    pub body_bytes: u64,
+    /// When the exchange with the app must be over: the upstream's `total_timeout` from the
+    /// choice of the first backend.
+    pub upstream_deadline: Option<Instant>,
+    /// Request body bytes the route still accepts (its `max_body_bytes`), when it limits them.
+    pub body_left: Option<u64>,
 }
 
 impl RequestCtx {
@@ -54,8 +55,8 @@ impl RequestCtx {
             forwarded: Forwarded::default(),
             websocket_accept: None,
             https: false,
-            upstream_since: None,
-            body_bytes: 0,
+            upstream_deadline: None,
+            body_left: None,
         }
     }
 

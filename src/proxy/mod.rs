@@ -125,11 +125,7 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(route) = ctx.route else {
-            return Ok(());
-        };
-        let limits = ctx.state().routes.get(route).body;
-        body::count(ctx, limits, body)
+        body::count(ctx, body)
     }
 
     fn upstream_response_body_filter(

@@ -352,6 +352,7 @@ pub async fn run(
     }
 
     // 11. The route's body limits (after the policy: no body is read for a refused request).
+    ctx.body_left = route.body.max_bytes;
     if let super::body::Verdict::Refuse(response) = super::body::admit(session, route.body).await? {
         response.send(session, ctx).await?;
         return Ok(true);

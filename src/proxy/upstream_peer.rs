@@ -53,13 +53,13 @@ pub fn select(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         .route
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
     let pool = state.pools.get(state.routes.get(route).upstream);
-    let since = *ctx
-        .upstream_since
-        .get_or_insert_with(std::time::Instant::now);
-    let left = pool
-        .timeouts
-        .total
-        .map(|total| total.saturating_sub(since.elapsed()));
+    if ctx.tried.is_empty() {
+        // The first attempt starts the exchange's total deadline; retries share it.
+        ctx.upstream_deadline = pool.timeouts.total.map(|t| std::time::Instant::now() + t);
+    }
+    let left = ctx
+        .upstream_deadline
+        .map(|d| d.saturating_duration_since(std::time::Instant::now()));
     if left.is_some_and(|left| left.is_zero()) {
         return Error::e_explain(
             ErrorType::ConnectTimedout,
@@ -123,15 +123,10 @@ pub fn retry_connect(ctx: &RequestCtx, mut e: Box<Error>) -> Box<Error> {
 /// The upstream's total deadline, checked as response body bytes arrive: past it the
 /// exchange is cut (a response that has begun can only be cut short).
 pub fn within_total(ctx: &RequestCtx) -> Result<()> {
-    let (Some(state), Some(route), Some(since)) = (&ctx.state, ctx.route, ctx.upstream_since)
-    else {
-        return Ok(());
-    };
-    let pool = state.pools.get(state.routes.get(route).upstream);
-    match pool.timeouts.total {
-        Some(total) if since.elapsed() > total => Error::e_explain(
+    match ctx.upstream_deadline {
+        Some(deadline) if std::time::Instant::now() > deadline => Error::e_explain(
             ErrorType::ReadTimedout,
-            format!("the upstream's total_timeout ({total:?}) passed"),
+            "the upstream's total_timeout passed",
         )
         .map_err(|e| e.into_up()),
         _ => Ok(()),
