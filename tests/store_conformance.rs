@@ -15,11 +15,11 @@ use sessiongate::config::model::{
 };
 use sessiongate::session::control::Login;
 use sessiongate::session::lifecycle::{new_record, now_ms};
-use sessiongate::session::{SessionId, SessionRecord};
+use sessiongate::session::{ProviderLink, SessionId, SessionRecord};
 use sessiongate::sessions::{Backend, Sessions, UpdateOutcome};
 use sessiongate::store::memory::MemoryStore;
 use sessiongate::store::redis::RedisStore;
-use sessiongate::store::{CasOutcome, KeySchema, SessionStore, StoreError};
+use sessiongate::store::{Aux, CasOutcome, KeySchema, SessionStore, StoreError};
 
 /// The session service straight on `store` (no cache), with these settings.
 fn service(store: &Arc<dyn SessionStore>, settings: SessionSettings) -> Sessions {
@@ -269,6 +269,7 @@ async fn conformance(store: Arc<dyn SessionStore>, format: RecordFormat) {
             &Login {
                 sub: "dave".into(),
                 claims: Default::default(),
+                provider: None,
             },
             now_ms(),
         )
@@ -300,6 +301,117 @@ async fn conformance(store: Arc<dyn SessionStore>, format: RecordFormat) {
         );
     }
     assert_eq!(merged.v, 25);
+
+    // A session signed in by an identity provider keeps the provider's side, tokens and all.
+    let mut linked = record("erin", Duration::from_secs(60));
+    linked.provider = Some(ProviderLink {
+        name: "corp".into(),
+        sub: "provider-sub-1".into(),
+        sid: Some("op-session".into()),
+        id_token: "header.payload.signature".into(),
+        refresh_token: Some("refresh".into()),
+        access_token: Some("access".into()),
+        access_expires_at: 1_700_000_000_000,
+        refresh_at: 1_699_999_970_000,
+    });
+    let linked_key = SessionId::generate().unwrap().store_key();
+    store.create(&linked_key, &linked, now_ms()).await.unwrap();
+    let read = store.load(&linked_key, now_ms()).await.unwrap().unwrap();
+    assert_eq!(read.provider, linked.provider);
+    let mut next = read.clone();
+    next.v += 1;
+    next.provider.as_mut().unwrap().refresh_token = Some("refresh-2".into());
+    assert_eq!(
+        store
+            .compare_and_set(&linked_key, read.v, &next, now_ms())
+            .await
+            .unwrap(),
+        CasOutcome::Written
+    );
+    assert_eq!(
+        store
+            .load(&linked_key, now_ms())
+            .await
+            .unwrap()
+            .unwrap()
+            .provider,
+        next.provider
+    );
+
+    // Short-lived values: stored for their TTL, only-if-absent refuses a second writer, taking
+    // is single use (of many racing takers exactly one gets the value).
+    assert!(store
+        .put_aux(Aux::Replay, "jti-1", b"1", 60_000, true)
+        .await
+        .unwrap());
+    assert!(!store
+        .put_aux(Aux::Replay, "jti-1", b"2", 60_000, true)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get_aux(Aux::Replay, "jti-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(
+        store.get_aux(Aux::Flow, "jti-1").await.unwrap(),
+        None,
+        "kinds do not mix"
+    );
+    assert!(store
+        .put_aux(Aux::ProviderIndex, "x", b"a", 60_000, false)
+        .await
+        .unwrap());
+    assert!(store
+        .put_aux(Aux::ProviderIndex, "x", b"b", 60_000, false)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get_aux(Aux::ProviderIndex, "x")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"b"[..])
+    );
+    store
+        .put_aux(Aux::Flow, "state-1", b"flow", 60_000, false)
+        .await
+        .unwrap();
+    let takers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_aux(Aux::Flow, "state-1").await.unwrap() })
+        })
+        .collect();
+    let mut got = 0;
+    for t in takers {
+        if let Some(v) = t.await.unwrap() {
+            assert_eq!(v, b"flow");
+            got += 1;
+        }
+    }
+    assert_eq!(got, 1, "a flow is taken once");
+    store
+        .put_aux(Aux::Flow, "short", b"x", 30, false)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(
+        store.take_aux(Aux::Flow, "short").await.unwrap(),
+        None,
+        "expired"
+    );
+    // Values are not sessions.
+    let sessions_now = store.count(now_ms()).await.unwrap();
+    store
+        .put_aux(Aux::Flow, "uncounted", b"x", 60_000, false)
+        .await
+        .unwrap();
+    assert_eq!(store.count(now_ms()).await.unwrap(), sessions_now);
 
     assert!(store.ping().await.is_ok());
 }
@@ -489,6 +601,7 @@ async fn redis_keys_follow_the_design_and_hold_no_usable_id() {
     let login = Login {
         sub: "alice".into(),
         claims: claims(json!({"email": "a@x"})),
+        provider: None,
     };
     let (id, rec) = sessions.login(None, &login, now_ms()).await.unwrap();
 
@@ -548,6 +661,7 @@ async fn login_rotates_and_destroys_the_previous_session() {
         let login = Login {
             sub: "alice".into(),
             claims: Default::default(),
+            provider: None,
         };
         let (first, rec) = sessions.login(None, &login, now_ms()).await.unwrap();
         let first_key = first.store_key();
@@ -637,6 +751,7 @@ async fn redis_counts_sessions_exactly_when_few_and_from_a_sample_when_many() {
         let login = Login {
             sub: sub.into(),
             claims: claims(json!({})),
+            provider: None,
         };
         sessions.login(None, &login, now_ms()).await.unwrap();
     }

@@ -27,6 +27,67 @@ pub struct RawConfig {
     #[serde(default)]
     pub route: Vec<RawRoute>,
     pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub identity_provider: Vec<RawIdentityProvider>,
+    pub oidc: Option<RawOidc>,
+}
+
+/// `[oidc]`: where the proxy answers the sign-in flow's own paths.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    /// The prefix of the callback, sign-out, start and back-channel logout paths.
+    pub path_prefix: Option<String>,
+}
+
+/// `[[identity_provider]]`: an OpenID provider users sign in with at the edge.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityProvider {
+    pub name: Option<String>,
+    /// The issuer; its discovery document is `{issuer}/.well-known/openid-configuration`.
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub client_secret_env: Option<String>,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    pub client_auth: Option<String>,
+    /// Scopes asked for (`openid` is always among them).
+    pub scopes: Option<Vec<String>>,
+    /// `aud` values accepted beside the client id.
+    pub audiences: Option<Vec<String>>,
+    /// The ID token claim that becomes the session's `sub` (default `sub`).
+    pub sub_claim: Option<String>,
+    /// The claim copied into the session's `email` (default `email`).
+    pub email_claim: Option<String>,
+    /// The claim copied into the session's `groups` (default `groups`).
+    pub groups_claim: Option<String>,
+    /// Further claims copied into the session under their own names.
+    pub claims: Option<Vec<String>>,
+    /// Complete the claims from the userinfo endpoint.
+    pub userinfo: Option<bool>,
+    /// The redirect URI registered at the provider (default: the request's origin and the
+    /// callback path).
+    pub redirect_url: Option<String>,
+    /// Where the provider sends the browser after sign-out.
+    pub post_logout_redirect_url: Option<String>,
+    /// Send the access token upstream as `Authorization: Bearer`.
+    pub pass_access_token: Option<bool>,
+    /// ID token signature algorithms accepted.
+    pub algorithms: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    pub clock_skew: Option<Duration>,
+    /// Deadline of every call to the provider.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Refresh the tokens this often (default: shortly before the access token expires).
+    #[serde(default, with = "humantime_serde")]
+    pub refresh_interval: Option<Duration>,
+    /// How long a started sign-in may take.
+    #[serde(default, with = "humantime_serde")]
+    pub flow_timeout: Option<Duration>,
+    /// CA certificates (PEM) trusted for the provider beside the public roots.
+    pub ca_file: Option<String>,
 }
 
 /// `[tls]`: the HTTPS listeners.
@@ -300,4 +361,12 @@ pub struct RawRoute {
     /// Deadline for a buffered body to arrive (408 after it; default 30s).
     #[serde(default, with = "humantime_serde")]
     pub body_timeout: Option<Duration>,
+    /// Browsers without a session sign in with this `[[identity_provider]]`.
+    pub login: Option<String>,
+    /// A signed-in user needs one of these groups (403 otherwise).
+    pub allow_groups: Option<Vec<String>>,
+    /// ... or one of these email addresses.
+    pub allow_emails: Option<Vec<String>>,
+    /// ... or an email address in one of these domains.
+    pub allow_email_domains: Option<Vec<String>>,
 }

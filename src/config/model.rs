@@ -23,6 +23,86 @@ pub struct Config {
     pub routes: Vec<RouteSettings>,
     /// `None` when there are no HTTPS listeners.
     pub tls: Option<TlsListeners>,
+    /// The OpenID providers users sign in with at the edge.
+    pub identity_providers: Vec<IdentityProviderSettings>,
+    /// The prefix of the sign-in flow's own paths (`/_sessiongate/oidc`).
+    pub oidc_prefix: String,
+}
+
+/// How the client authenticates at the provider's token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    SecretBasic,
+    SecretPost,
+}
+
+/// One `[[identity_provider]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityProviderSettings {
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretBytes,
+    pub client_auth: ClientAuth,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub sub_claim: String,
+    pub email_claim: String,
+    pub groups_claim: String,
+    pub claims: Vec<String>,
+    pub userinfo: bool,
+    pub redirect_url: Option<String>,
+    pub post_logout_redirect_url: Option<String>,
+    pub pass_access_token: bool,
+    pub algorithms: Vec<String>,
+    pub clock_skew: Duration,
+    pub timeout: Duration,
+    pub refresh_interval: Option<Duration>,
+    pub flow_timeout: Duration,
+    /// PEM CA certificates read at load.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+/// Who a route admits among signed-in users: anyone when every list is empty, else a user
+/// with one of the groups, one of the emails, or an email in one of the domains.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessRule {
+    pub groups: Vec<String>,
+    /// Lower case.
+    pub emails: Vec<String>,
+    /// Lower case, without `@`.
+    pub email_domains: Vec<String>,
+}
+
+impl AccessRule {
+    pub fn is_open(&self) -> bool {
+        self.groups.is_empty() && self.emails.is_empty() && self.email_domains.is_empty()
+    }
+
+    /// Whether a user with `email` and `groups` is admitted.
+    pub fn admits(&self, email: Option<&str>, groups: &[Box<str>]) -> bool {
+        if self.is_open() {
+            return true;
+        }
+        if groups
+            .iter()
+            .any(|g| self.groups.iter().any(|a| a.as_str() == &**g))
+        {
+            return true;
+        }
+        let Some(email) = email.map(str::to_ascii_lowercase) else {
+            return false;
+        };
+        if self.emails.contains(&email) {
+            return true;
+        }
+        match email.rsplit_once('@') {
+            Some((local, domain)) if !local.is_empty() => {
+                self.email_domains.iter().any(|d| d == domain)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The HTTPS listeners and what HTTPS changes about responses.
@@ -380,6 +460,10 @@ pub struct RouteSettings {
     /// Match the path prefix ignoring ASCII case (for upstreams that do, such as IIS).
     pub case_insensitive: bool,
     pub body: BodyLimits,
+    /// Index into `Config::identity_providers`: browsers without a session sign in there.
+    pub login: Option<usize>,
+    /// Who among signed-in users may pass (403 for the others).
+    pub access: AccessRule,
 }
 
 /// What a route accepts as request bodies.
@@ -462,6 +546,8 @@ impl RouteSettings {
             websocket: true,
             case_insensitive: false,
             body: BodyLimits::default(),
+            login: None,
+            access: AccessRule::default(),
         }
     }
 }

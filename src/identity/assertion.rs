@@ -229,6 +229,7 @@ mod tests {
                 idle: 0,
                 absolute: 0,
             },
+            provider: None,
         }
     }
 

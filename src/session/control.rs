@@ -64,6 +64,8 @@ pub fn clean_text(s: &str) -> bool {
 pub struct Login {
     pub sub: String,
     pub claims: Claims,
+    /// The identity provider's side, for a sign-in at the edge (none for a control header).
+    pub provider: Option<crate::session::record::ProviderLink>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +229,11 @@ pub fn parse(headers: &HeaderMap, rules: &ClaimRules<'_>) -> Result<ControlReque
         };
         refuse_reserved(LOGIN, &claims)?;
         check_mapped(LOGIN, &claims, rules)?;
-        request.login = Some(Login { sub, claims });
+        request.login = Some(Login {
+            sub,
+            claims,
+            provider: None,
+        });
     }
     if let Some(text) = single(headers, UPDATE, max)? {
         let patch = object(UPDATE, text)?;

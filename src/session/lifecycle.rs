@@ -28,6 +28,7 @@ pub fn new_record(
         sub,
         claims,
         deadlines: Deadlines::starting(now, idle_timeout, absolute_timeout),
+        provider: None,
     }
 }
 

@@ -12,4 +12,4 @@ pub mod record;
 
 pub use id::{SessionId, StoreKey};
 pub use prepared::PreparedSession;
-pub use record::{Claims, Deadlines, SessionRecord};
+pub use record::{Claims, Deadlines, ProviderLink, SessionRecord};

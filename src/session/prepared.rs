@@ -4,10 +4,12 @@
 //! claim-mapped identity headers are rendered ahead by the projection below. It is also the
 //! compact form the cache keeps: a few hundred bytes instead of a tree of JSON values.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::control::RESERVED_CLAIMS;
-use super::record::{Claims, Deadlines, SessionRecord};
+use super::record::{Claims, Deadlines, ProviderLink, SessionRecord};
 
 /// A valid session's data in the form requests use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +21,11 @@ pub struct PreparedSession {
     pub claims_json: Box<str>,
     /// The sanitised value of each mapped identity header, in the projection's order.
     pub header_values: Box<[Option<Box<str>>]>,
+    /// The `email` claim and the `groups` claim's strings, what routes' `allow_*` rules read.
+    pub email: Option<Box<str>>,
+    pub groups: Box<[Box<str>]>,
+    /// The identity provider's side of the session, when one signed the user in.
+    pub provider: Option<Arc<ProviderLink>>,
 }
 
 /// Removes every control character (CR, LF, NUL, DEL, ...); header values cannot carry them
@@ -80,7 +87,30 @@ impl PreparedSession {
                         .map(String::into_boxed_str)
                 })
                 .collect(),
+            email: record
+                .claims
+                .get("email")
+                .and_then(Value::as_str)
+                .map(Into::into),
+            groups: match record.claims.get("groups") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(Into::into)
+                    .collect(),
+                Some(Value::String(one)) => Box::new([one.as_str().into()]),
+                _ => Box::default(),
+            },
+            provider: record.provider.clone().map(Arc::new),
         }
+    }
+
+    /// When the provider's tokens are due for a refresh (Unix ms), if ever.
+    pub fn refresh_at(&self) -> Option<u64> {
+        self.provider
+            .as_ref()
+            .map(|p| p.refresh_at)
+            .filter(|at| *at > 0)
     }
 
     /// The full record again (for a write). Reserved claims were never stored, so nothing is
@@ -95,6 +125,7 @@ impl PreparedSession {
             sub: self.sub.to_string(),
             claims,
             deadlines: self.deadlines,
+            provider: self.provider.as_deref().cloned(),
         }
     }
 
@@ -119,6 +150,17 @@ impl PreparedSession {
                 .iter()
                 .map(|v| v.as_ref().map_or(0, |s| s.len()))
                 .sum::<usize>()
+            + self.email.as_ref().map_or(0, |e| e.len())
+            + self.groups.iter().map(|g| g.len() + 16).sum::<usize>()
+            + self.provider.as_ref().map_or(0, |p| {
+                std::mem::size_of::<ProviderLink>()
+                    + p.name.len()
+                    + p.sub.len()
+                    + p.sid.as_ref().map_or(0, String::len)
+                    + p.id_token.len()
+                    + p.refresh_token.as_ref().map_or(0, String::len)
+                    + p.access_token.as_ref().map_or(0, String::len)
+            })
     }
 }
 
@@ -141,6 +183,7 @@ mod tests {
                 idle: 10,
                 absolute: 20,
             },
+            provider: None,
         }
     }
 

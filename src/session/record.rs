@@ -107,6 +107,34 @@ pub struct SessionRecord {
     pub sub: String,
     pub claims: Claims,
     pub deadlines: Deadlines,
+    /// For a session an identity provider signed in: the provider's side of it (its subject
+    /// and session, and the tokens, which never leave the store).
+    pub provider: Option<ProviderLink>,
+}
+
+/// What a session keeps of the identity provider that signed its user in: the provider's own
+/// subject and session id (what back-channel logout names), the ID token (the hint for
+/// RP-initiated logout), and the refresh and access tokens. Times are Unix milliseconds; 0 is
+/// unknown or never.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderLink {
+    /// The `[[identity_provider]]` name.
+    pub name: String,
+    /// The provider's `sub` (the session's `sub` may be mapped from another claim).
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    pub id_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// When the access token expires.
+    #[serde(default)]
+    pub access_expires_at: u64,
+    /// When the tokens are next refreshed.
+    #[serde(default)]
+    pub refresh_at: u64,
 }
 
 /// The stored form, written from a borrowed record.
@@ -119,6 +147,8 @@ struct StoredRef<'a> {
     last_seen: u64,
     idle_deadline: u64,
     absolute_deadline: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idp: Option<&'a ProviderLink>,
 }
 
 /// The stored form, read.
@@ -132,6 +162,8 @@ struct Stored {
     last_seen: u64,
     idle_deadline: u64,
     absolute_deadline: u64,
+    #[serde(default)]
+    idp: Option<ProviderLink>,
 }
 
 /// A stored record that could not be decoded.
@@ -157,6 +189,7 @@ impl SessionRecord {
             last_seen: self.deadlines.last_seen,
             idle_deadline: self.deadlines.idle,
             absolute_deadline: self.deadlines.absolute,
+            idp: self.provider.as_ref(),
         }
     }
 
@@ -194,6 +227,7 @@ impl SessionRecord {
                 idle: stored.idle_deadline,
                 absolute: stored.absolute_deadline,
             },
+            provider: stored.idp,
         })
     }
 }
@@ -220,6 +254,7 @@ mod tests {
                 idle: 1_700_001_800_000,
                 absolute: 1_700_043_200_000,
             },
+            provider: None,
         }
     }
 

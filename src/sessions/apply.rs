@@ -159,6 +159,7 @@ mod tests {
             login: Some(Login {
                 sub: sub.into(),
                 claims: claims(json!({"email": format!("{sub}@x")})),
+                provider: None,
             }),
             ..Default::default()
         }
@@ -205,6 +206,7 @@ mod tests {
             login: Some(Login {
                 sub: "bob".into(),
                 claims: Claims::new(),
+                provider: None,
             }),
             update: Some(claims(json!({"theme": "dark"}))),
         };
@@ -297,6 +299,7 @@ mod tests {
             login: Some(Login {
                 sub: "alice".into(),
                 claims: claims(json!({"blob": "y".repeat(5000)})),
+                provider: None,
             }),
             ..Default::default()
         };

@@ -253,13 +253,14 @@ impl Sessions {
             }
             self.forget(key);
         }
-        let record = lifecycle::new_record(
+        let mut record = lifecycle::new_record(
             login.sub.clone(),
             login.claims.clone(),
             now,
             self.settings.idle_timeout,
             self.settings.absolute_timeout,
         );
+        record.provider = login.provider.clone();
         let id = SessionId::generate()
             .map_err(|e| StoreError::Command(format!("the OS random source failed: {e}")))?;
         let key = id.store_key();

@@ -11,6 +11,8 @@ pub struct KeySchema {
     session_prefix: String,
     /// `{prefix}u:`, the start of every user set's key.
     user_prefix: String,
+    /// `{prefix}`, before the short-lived values' kinds.
+    prefix: String,
 }
 
 impl KeySchema {
@@ -18,6 +20,7 @@ impl KeySchema {
         KeySchema {
             session_prefix: format!("{prefix}s:"),
             user_prefix: format!("{prefix}u:"),
+            prefix: prefix.to_string(),
         }
     }
 
@@ -32,6 +35,12 @@ impl KeySchema {
     /// The key of a user's set of sessions.
     pub fn user(&self, sub: &str) -> String {
         format!("{}{sub}", self.user_prefix)
+    }
+
+    /// The key of a short-lived value: `{prefix}{segment}:{id}` (`f` flows, `j` replay marks,
+    /// `p` provider indexes, `l` refresh locks).
+    pub fn aux(&self, kind: super::Aux, id: &str) -> String {
+        format!("{}{}:{id}", self.prefix, kind.segment())
     }
 
     /// What every session key starts with (what client-side caching tracks).
@@ -61,5 +70,7 @@ mod tests {
         assert_eq!(k.session_of("sg:s:abc"), Some(key));
         assert_eq!(k.session_of("sg:u:alice"), None);
         assert_eq!(k.session_of("other:s:abc"), None);
+        assert_eq!(k.aux(super::super::Aux::Flow, "xyz"), "sg:f:xyz");
+        assert_eq!(k.session_of(&k.aux(super::super::Aux::Flow, "xyz")), None);
     }
 }

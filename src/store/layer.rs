@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use prometheus::Histogram;
 
 use super::breaker::{Admission, Breaker, BreakerState, Outcome};
-use super::{CasOutcome, SessionStore, StoreError};
+use super::{Aux, CasOutcome, SessionStore, StoreError};
 use crate::config::model::BreakerSettings;
 use crate::metrics::metrics;
 use crate::session::{SessionRecord, StoreKey};
@@ -34,6 +34,7 @@ struct Durations {
     list: Histogram,
     ping: Histogram,
     count: Histogram,
+    aux: Histogram,
 }
 
 impl StoreLayer {
@@ -53,6 +54,7 @@ impl StoreLayer {
                 list: op("list"),
                 ping: op("ping"),
                 count: op("count"),
+                aux: op("aux"),
             },
         }
     }
@@ -163,6 +165,31 @@ impl SessionStore for StoreLayer {
             .await
     }
 
+    async fn put_aux(
+        &self,
+        kind: Aux,
+        id: &str,
+        value: &[u8],
+        ttl_ms: u64,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError> {
+        self.call(
+            &self.durations.aux,
+            self.inner.put_aux(kind, id, value, ttl_ms, only_if_absent),
+        )
+        .await
+    }
+
+    async fn get_aux(&self, kind: Aux, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(&self.durations.aux, self.inner.get_aux(kind, id))
+            .await
+    }
+
+    async fn take_aux(&self, kind: Aux, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(&self.durations.aux, self.inner.take_aux(kind, id))
+            .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.call(&self.durations.ping, self.inner.ping()).await
     }
@@ -226,6 +253,22 @@ mod tests {
         }
         async fn user_sessions(&self, s: &str, n: u64) -> Result<Vec<StoreKey>, StoreError> {
             self.inner.user_sessions(s, n).await
+        }
+        async fn put_aux(
+            &self,
+            k: Aux,
+            id: &str,
+            v: &[u8],
+            ttl: u64,
+            nx: bool,
+        ) -> Result<bool, StoreError> {
+            self.inner.put_aux(k, id, v, ttl, nx).await
+        }
+        async fn get_aux(&self, k: Aux, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get_aux(k, id).await
+        }
+        async fn take_aux(&self, k: Aux, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.take_aux(k, id).await
         }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())

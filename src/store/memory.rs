@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{CasOutcome, SessionStore, StoreError};
+use super::{Aux, CasOutcome, SessionStore, StoreError};
 use crate::session::{SessionRecord, StoreKey};
 
 pub struct MemoryStore {
@@ -20,6 +20,8 @@ pub struct MemoryStore {
 struct Inner {
     sessions: HashMap<StoreKey, SessionRecord>,
     users: HashMap<String, HashSet<StoreKey>>,
+    /// Short-lived values and when they expire (Unix ms).
+    values: HashMap<(Aux, String), (Vec<u8>, u64)>,
 }
 
 impl Inner {
@@ -43,7 +45,9 @@ impl Inner {
             self.sessions.remove(key);
             self.unindex(sub, key);
         }
-        expired.len()
+        let values = self.values.len();
+        self.values.retain(|_, (_, expires)| *expires > now);
+        expired.len() + values - self.values.len()
     }
 }
 
@@ -165,6 +169,53 @@ impl SessionStore for MemoryStore {
             .unwrap_or_default();
         keys.sort();
         Ok(keys)
+    }
+
+    async fn put_aux(
+        &self,
+        kind: Aux,
+        id: &str,
+        value: &[u8],
+        ttl_ms: u64,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError> {
+        let now = crate::session::lifecycle::now_ms();
+        let mut inner = self.lock();
+        let key = (kind, id.to_string());
+        if only_if_absent && inner.values.get(&key).is_some_and(|(_, e)| *e > now) {
+            return Ok(false);
+        }
+        // Values are bounded like sessions: a flood of sign-ins cannot grow the process.
+        if !inner.values.contains_key(&key) && inner.values.len() >= self.max_sessions {
+            inner.sweep(now);
+            if inner.values.len() >= self.max_sessions {
+                return Err(StoreError::Full(self.max_sessions));
+            }
+        }
+        inner
+            .values
+            .insert(key, (value.to_vec(), now.saturating_add(ttl_ms.max(1))));
+        Ok(true)
+    }
+
+    async fn get_aux(&self, kind: Aux, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = crate::session::lifecycle::now_ms();
+        let inner = self.lock();
+        Ok(inner
+            .values
+            .get(&(kind, id.to_string()))
+            .filter(|(_, e)| *e > now)
+            .map(|(v, _)| v.clone()))
+    }
+
+    async fn take_aux(&self, kind: Aux, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = crate::session::lifecycle::now_ms();
+        let mut inner = self.lock();
+        Ok(inner
+            .values
+            .remove(&(kind, id.to_string()))
+            .filter(|(_, e)| *e > now)
+            .map(|(v, _)| v))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

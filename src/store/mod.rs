@@ -68,6 +68,42 @@ pub enum CasOutcome {
     Missing,
 }
 
+/// The short-lived values a store keeps beside sessions, each kind under its own keys
+/// (docs/protocol.md): never a session, never counted as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Aux {
+    /// A sign-in in progress (state, nonce, PKCE verifier), single use.
+    Flow,
+    /// A logout token's `jti`, kept so a replay is refused.
+    Replay,
+    /// An identity provider's session or subject, naming the sessions it signed in.
+    ProviderIndex,
+    /// The right to refresh one session's provider tokens, for one instance at a time.
+    RefreshLock,
+}
+
+impl Aux {
+    /// The key segment of this kind.
+    pub fn segment(self) -> &'static str {
+        match self {
+            Aux::Flow => "f",
+            Aux::Replay => "j",
+            Aux::ProviderIndex => "p",
+            Aux::RefreshLock => "l",
+        }
+    }
+
+    /// The name for metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Aux::Flow => "flow",
+            Aux::Replay => "replay",
+            Aux::ProviderIndex => "provider_index",
+            Aux::RefreshLock => "refresh_lock",
+        }
+    }
+}
+
 /// A session store. `now` is Unix milliseconds, used to compute key TTLs (and, for the memory
 /// store, expiry).
 #[async_trait]
@@ -116,6 +152,23 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// The live sessions of `sub`, pruning stale members of the user's set on the way.
     async fn user_sessions(&self, sub: &str, now: u64) -> Result<Vec<StoreKey>, StoreError>;
+
+    /// Stores `value` under (`kind`, `id`) for `ttl_ms`; with `only_if_absent`, only when
+    /// nothing is stored there yet. Returns whether it was stored.
+    async fn put_aux(
+        &self,
+        kind: Aux,
+        id: &str,
+        value: &[u8],
+        ttl_ms: u64,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError>;
+
+    /// The value under (`kind`, `id`), if any.
+    async fn get_aux(&self, kind: Aux, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The value under (`kind`, `id`), removed in the same step: of two callers, one gets it.
+    async fn take_aux(&self, kind: Aux, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

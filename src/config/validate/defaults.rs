@@ -58,3 +58,18 @@ pub const UPSTREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_BUFFER_BODY_BYTES: u64 = 64 * 1024;
 /// nginx's `client_body_timeout` is 60 s between two reads; a buffered body has 30 s in all.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Where the proxy answers the sign-in flow's own paths.
+pub const OIDC_PREFIX: &str = "/_sessiongate/oidc";
+/// Scopes asked of an identity provider unless told.
+pub const OIDC_SCOPES: &[&str] = &["openid", "email", "profile"];
+/// ID token algorithms accepted unless told: every asymmetric one the verifier knows.
+pub const OIDC_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+/// mod_auth_openidc's `OIDCIDTokenIatSlack` is 600 s; oauth2-proxy allows none. A minute
+/// covers clocks kept by NTP.
+pub const OIDC_CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// Deadline of each call to a provider.
+pub const OIDC_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a started sign-in may take (mod_auth_openidc's state timeout is 300 s).
+pub const OIDC_FLOW_TIMEOUT: Duration = Duration::from_secs(600);

@@ -5,6 +5,7 @@
 mod cache;
 pub mod defaults;
 mod identity;
+mod oidc;
 mod problems;
 mod route;
 mod secrets;
@@ -39,7 +40,15 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem
     let identity = identity::check(&raw.identity, base, &mut p);
     let cache = cache::check(raw.cache.as_ref(), store.as_ref(), &mut p);
     let upstreams = upstream::check(&raw.upstream, &mut p);
-    let routes = route::check(&raw.route, &upstreams, &mut p);
+    let identity_providers = oidc::check(&raw.identity_provider, base, &mut p);
+    let oidc_prefix = oidc::prefix(raw.oidc.as_ref(), &mut p);
+    let routes = route::check(
+        &raw.route,
+        &upstreams,
+        &identity_providers,
+        &oidc_prefix,
+        &mut p,
+    );
     if cache.is_none() && matches!(store, Some(StoreSettings::Redis(_))) {
         for (i, route) in routes.iter().enumerate() {
             if route.on_store_error == OnStoreError::ServeStale {
@@ -64,6 +73,8 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem
             upstreams,
             routes,
             tls,
+            identity_providers,
+            oidc_prefix,
         }),
         _ => Err(vec![ConfigProblem {
             path: String::new(),

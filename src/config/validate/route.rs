@@ -31,9 +31,37 @@ fn host_pattern(value: &str, path: &str, p: &mut Problems) -> Option<HostPattern
     Some(pattern)
 }
 
+/// Lower-cased entries of an `allow_*` list, none empty.
+fn allow_list(
+    values: Option<&Vec<String>>,
+    path: &str,
+    lower: bool,
+    p: &mut Problems,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, v) in values.into_iter().flatten().enumerate() {
+        let v = v.trim();
+        if v.is_empty() || v.bytes().any(|b| b.is_ascii_control()) {
+            p.add(
+                format!("{path}[{i}]"),
+                "must be non-empty text without control characters",
+            );
+            continue;
+        }
+        out.push(if lower {
+            v.to_ascii_lowercase()
+        } else {
+            v.to_string()
+        });
+    }
+    out
+}
+
 pub(super) fn check(
     raw: &[RawRoute],
     upstreams: &[UpstreamSettings],
+    providers: &[IdentityProviderSettings],
+    oidc_prefix: &str,
     p: &mut Problems,
 ) -> Vec<RouteSettings> {
     if raw.is_empty() {
@@ -100,6 +128,78 @@ pub(super) fn check(
             AuthPolicy::Optional | AuthPolicy::Public => OnStoreError::Anonymous,
         });
         let body = body_limits(r, &path, p);
+        let login = r.login.as_ref().and_then(|name| {
+            if auth != AuthPolicy::Required {
+                p.add(
+                    format!("{path}.login"),
+                    "only applies to auth = \"required\" routes",
+                );
+            }
+            if r.login_url.is_some() {
+                p.add(
+                    format!("{path}.login"),
+                    "set either login (an identity provider) or login_url, not both",
+                );
+            }
+            let found = providers.iter().position(|ip| &ip.name == name);
+            if found.is_none() {
+                let known: Vec<&str> = providers.iter().map(|ip| ip.name.as_str()).collect();
+                p.add(
+                    format!("{path}.login"),
+                    format!("no [[identity_provider]] named \"{name}\"; defined: {known:?}"),
+                );
+            }
+            found
+        });
+        let access = AccessRule {
+            groups: allow_list(
+                r.allow_groups.as_ref(),
+                &format!("{path}.allow_groups"),
+                false,
+                p,
+            ),
+            emails: allow_list(
+                r.allow_emails.as_ref(),
+                &format!("{path}.allow_emails"),
+                true,
+                p,
+            ),
+            email_domains: allow_list(
+                r.allow_email_domains.as_ref(),
+                &format!("{path}.allow_email_domains"),
+                true,
+                p,
+            )
+            .into_iter()
+            .map(|d| d.trim_start_matches('@').to_string())
+            .collect(),
+        };
+        for (key, list) in [
+            ("allow_groups", &r.allow_groups),
+            ("allow_emails", &r.allow_emails),
+            ("allow_email_domains", &r.allow_email_domains),
+        ] {
+            if list.as_ref().is_some_and(|l| l.is_empty()) {
+                p.add(
+                    format!("{path}.{key}"),
+                    "an empty list admits no one; leave it out to admit every signed-in user",
+                );
+            } else if list.is_some() && auth != AuthPolicy::Required {
+                p.add(
+                    format!("{path}.{key}"),
+                    "only applies to auth = \"required\" routes",
+                );
+            }
+        }
+        let trimmed = prefix.trim_end_matches('/');
+        if !providers.is_empty()
+            && (trimmed == oidc_prefix || trimmed.starts_with(&format!("{oidc_prefix}/")))
+        {
+            p.add(
+                format!("{path}.path_prefix"),
+                format!("\"{prefix}\" is under the sign-in paths ({oidc_prefix}), which the proxy answers itself"),
+            );
+        }
         let (Some(host), Some(upstream)) = (host, upstream) else {
             continue;
         };
@@ -123,6 +223,8 @@ pub(super) fn check(
                 .case_insensitive
                 .unwrap_or(upstreams[upstream].case_insensitive),
             body,
+            login,
+            access,
         });
     }
     check_login_loops(&out, p);

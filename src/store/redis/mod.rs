@@ -24,7 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::{RedisError, Script};
 
-use super::{ttl_ms, CasOutcome, KeySchema, SessionStore, StoreError};
+use super::{ttl_ms, Aux, CasOutcome, KeySchema, SessionStore, StoreError};
 use crate::config::model::{RecordFormat, RedisStoreSettings};
 use crate::session::{SessionRecord, StoreKey};
 pub use connect::{client_for, node_info};
@@ -367,6 +367,36 @@ impl SessionStore for RedisStore {
             Ok(result) => result.map_err(map_error),
             Err(_) => Err(StoreError::Timeout(Duration::from_secs(30))),
         }
+    }
+
+    async fn put_aux(
+        &self,
+        kind: Aux,
+        id: &str,
+        value: &[u8],
+        ttl_ms: u64,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError> {
+        let mut set = redis::cmd("SET");
+        set.arg(self.keys.aux(kind, id))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms.max(1));
+        if only_if_absent {
+            set.arg("NX");
+        }
+        let written: Option<String> = self.query(&set).await?;
+        Ok(written.is_some())
+    }
+
+    async fn get_aux(&self, kind: Aux, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.query(&redis::Cmd::get(self.keys.aux(kind, id))).await
+    }
+
+    async fn take_aux(&self, kind: Aux, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        // GETDEL (Redis 6.2): of two callbacks racing with one state, one gets the flow.
+        self.query(redis::cmd("GETDEL").arg(self.keys.aux(kind, id)))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
