@@ -19,6 +19,7 @@ pub mod header_names;
 pub mod identity;
 pub mod inbound;
 pub mod metrics;
+pub mod oidc;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

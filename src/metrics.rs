@@ -50,6 +50,8 @@ pub mod destroyed {
     pub const LOGOUT_ALL: &str = "logout_all";
     pub const ROTATED: &str = "rotated";
     pub const ADMIN: &str = "admin";
+    pub const BACKCHANNEL: &str = "backchannel_logout";
+    pub const REFRESH_FAILED: &str = "refresh_failed";
 }
 
 /// What the cache reports at a scrape: sizes now, counters since start.
@@ -92,6 +94,9 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     pub certificate_expiry: IntGaugeVec,
     pub tunnels_closed: IntCounter,
+    pub sign_ins: IntCounterVec,
+    pub provider_refreshes: IntCounter,
+    pub backchannel_logouts: IntCounterVec,
 }
 
 /// Records the expiry of the certificates now served (and forgets those no longer served).
@@ -197,7 +202,7 @@ impl Metrics {
             sessions_destroyed: counter_vec(
                 &r,
                 "sessiongate_sessions_destroyed_total",
-                "Sessions ended, by reason: logout, logout_all, rotated, admin.",
+                "Sessions ended, by reason: logout, logout_all, rotated, admin, backchannel_logout, refresh_failed.",
                 &["reason"],
             ),
             sessions_renewed: counter(
@@ -307,6 +312,23 @@ impl Metrics {
                 "sessiongate_tunnels_closed_total",
                 "WebSocket tunnels closed by the proxy because their session ended, expired or was revoked.",
             ),
+            sign_ins: counter_vec(
+                &r,
+                "sessiongate_sign_ins_total",
+                "Sign-ins at the edge, by identity provider and result (started, completed, refused, failed).",
+                &["provider", "result"],
+            ),
+            provider_refreshes: counter(
+                &r,
+                "sessiongate_provider_refreshes_total",
+                "Identity provider tokens refreshed and written to their session.",
+            ),
+            backchannel_logouts: counter_vec(
+                &r,
+                "sessiongate_backchannel_logouts_total",
+                "Back-channel logout tokens received, by result (accepted, refused, replayed).",
+                &["result"],
+            ),
             registry: r,
         };
         // Known label values start at zero, so rates and alerts see the first event.
@@ -335,6 +357,8 @@ impl Metrics {
             destroyed::LOGOUT_ALL,
             destroyed::ROTATED,
             destroyed::ADMIN,
+            destroyed::BACKCHANNEL,
+            destroyed::REFRESH_FAILED,
         ] {
             m.sessions_destroyed.with_label_values(&[reason]);
         }

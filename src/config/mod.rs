@@ -12,6 +12,7 @@ pub mod validate;
 use std::path::Path;
 
 pub use model::Config;
+pub use validate::secure_url;
 pub use problem::ConfigProblem;
 
 /// Why a configuration could not be loaded.

@@ -5,6 +5,7 @@ mod body;
 mod ctx;
 mod logging;
 mod request_filter;
+pub mod sign_in;
 mod respond;
 mod response_filter;
 mod state;

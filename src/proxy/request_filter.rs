@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::ctx::RequestCtx;
 use super::respond::LocalResponse;
+use super::sign_in::{self, Origin};
 use super::state::GatewayState;
 use crate::config::model::{AuthPolicy, OnStoreError, RouteSettings};
 use crate::cookie::{self, SessionCookie};
@@ -247,6 +248,20 @@ pub async fn run(
         Ok(path) => path,
         Err(e) => return bad_request(session, ctx, "Bad request path.\n", &e).await,
     };
+    // The proxy's own sign-in paths, before any route (a route cannot shadow them).
+    if !state.providers.is_empty() {
+        let endpoint = std::str::from_utf8(&path.mapped)
+            .ok()
+            .and_then(|p| crate::oidc::endpoint(&state.config.oidc_prefix, p));
+        if let Some(endpoint) = endpoint {
+            let origin = Origin {
+                https: ctx.https,
+                authority: &host_authority,
+            };
+            return sign_in::answer(&state, session, ctx, endpoint, &origin, path_and_query)
+                .await;
+        }
+    }
     let route_index = match state.routes.route(&host_name, &path) {
         Ok(index) => index,
         Err(RouteError::NoRoute) => {
@@ -335,13 +350,41 @@ pub async fn run(
         }
     }
 
-    // 10. The route's policy for requests without a session.
+    // 10. Provider tokens due for a refresh are refreshed; a refresh the provider refuses
+    //     ends the session, and the request goes on as one without.
+    if ctx.session.active().is_some() {
+        if let sign_in::Refreshed::Ended = sign_in::refresh_if_due(&state, ctx).await {
+            if let Some(key) = ctx.session.key().cloned() {
+                ctx.session = SessionState::Unknown(key);
+            }
+        }
+    }
+
+    // 11. The route's policy for requests without a session: browsers on a route that signs
+    //     in at the edge go to the identity provider, and come back to this target.
+    let accept = session
+        .req_header()
+        .headers
+        .get(ACCEPT)
+        .map(|v| v.as_bytes());
+    let html = wants_html(accept);
     if ctx.session.active().is_none() {
-        let accept = session
-            .req_header()
-            .headers
-            .get(ACCEPT)
-            .map(|v| v.as_bytes());
+        let method = &session.req_header().method;
+        let navigates = method == http::Method::GET || method == http::Method::HEAD;
+        if let (Some(provider), true) = (route.login, html && navigates) {
+            let origin = Origin {
+                https: ctx.https,
+                authority: &host_authority,
+            };
+            let return_to = crate::oidc::flow::safe_return(path_and_query).unwrap_or("/");
+            let mut response =
+                sign_in::start(&state, &state.providers.list[provider], &origin, return_to).await;
+            if ctx.session.clear_cookie() {
+                response = response.with_header("set-cookie", state.cookies.clear());
+            }
+            response.send(session, ctx).await?;
+            return Ok(true);
+        }
         if let Admission::Refuse(mut response) = unauthenticated(route, accept, path_and_query) {
             if ctx.session.clear_cookie() {
                 response = response.with_header("set-cookie", state.cookies.clear());
@@ -351,14 +394,30 @@ pub async fn run(
         }
     }
 
-    // 11. The route's body limits (after the policy: no body is read for a refused request).
+    // 12. Who among signed-in users the route admits: the others get 403, never a redirect
+    //     to sign in again.
+    if let Some(active) = ctx.session.active() {
+        if !route
+            .access
+            .admits(active.session.email.as_deref(), &active.session.groups)
+        {
+            info!(
+                session = active.key.log_tag(),
+                "refused a signed-in user the route's allow rules do not admit"
+            );
+            sign_in::forbidden(html).send(session, ctx).await?;
+            return Ok(true);
+        }
+    }
+
+    // 13. The route's body limits (after the policy: no body is read for a refused request).
     ctx.body_left = route.body.max_bytes;
     if let super::body::Verdict::Refuse(response) = super::body::admit(session, route.body).await? {
         response.send(session, ctx).await?;
         return Ok(true);
     }
 
-    // 12. An admitted WebSocket handshake: the gateway runs the tunnel itself.
+    // 14. An admitted WebSocket handshake: the gateway runs the tunnel itself.
     if let Some(accept) = ctx.websocket_accept.clone() {
         super::tunnel::run(tunnels, session, ctx, &accept).await?;
         return Ok(true);

@@ -15,7 +15,7 @@ pub struct LocalResponse {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub content_type: &'static str,
-    pub body: &'static str,
+    pub body: std::borrow::Cow<'static, str>,
 }
 
 impl LocalResponse {
@@ -24,7 +24,18 @@ impl LocalResponse {
             status,
             headers: Vec::new(),
             content_type: "text/plain; charset=utf-8",
-            body,
+            body: std::borrow::Cow::Borrowed(body),
+        }
+    }
+
+    /// A response with a body made for this request (a page naming the provider's error, a
+    /// JSON answer).
+    pub fn owned(status: u16, content_type: &'static str, body: String) -> Self {
+        LocalResponse {
+            status,
+            headers: Vec::new(),
+            content_type,
+            body: std::borrow::Cow::Owned(body),
         }
     }
 
@@ -58,9 +69,11 @@ impl LocalResponse {
             .write_response_header(Box::new(header), head_only)
             .await?;
         if !head_only {
-            session
-                .write_response_body(Some(Bytes::from_static(self.body.as_bytes())), true)
-                .await?;
+            let body = match self.body {
+                std::borrow::Cow::Borrowed(b) => Bytes::from_static(b.as_bytes()),
+                std::borrow::Cow::Owned(b) => Bytes::from(b),
+            };
+            session.write_response_body(Some(body), true).await?;
         }
         Ok(())
     }

@@ -36,6 +36,8 @@ pub struct GatewayState {
     pub mapped_claims: Vec<String>,
     /// Whose forwarding headers are believed.
     pub trusted: TrustedProxies,
+    /// The identity providers users sign in with at the edge, in configuration order.
+    pub providers: crate::oidc::Providers,
 }
 
 /// The codec for the configured cookie keys, or, when none is configured (the memory store),
@@ -81,7 +83,9 @@ impl GatewayState {
             .iter()
             .map(|(_, claim)| claim.clone())
             .collect();
+        let providers = crate::oidc::Providers::new(&config.identity_providers);
         GatewayState {
+            providers,
             trusted: TrustedProxies::new(
                 config.server.trusted_proxies.clone(),
                 config.server.forwarded_header,

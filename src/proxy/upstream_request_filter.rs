@@ -6,7 +6,7 @@
 //! consumes it: every attempt sends the same rewritten request.
 
 use bytes::Bytes;
-use http::header::COOKIE;
+use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::Result;
@@ -46,6 +46,24 @@ pub fn run(upstream_request: &mut RequestHeader, ctx: &RequestCtx) -> Result<()>
     // Appended, not inserted: request_filter removed every inbound header of the protected
     // namespace (the assertion and mapped headers included), so there is nothing to replace.
     upstream_request.append_header(state.assertion_name.clone(), token)?;
+    // A session a provider signed in carries its access token to the app when the provider
+    // is set to pass it, in place of any the client sent.
+    if let Some(link) = &active.session.provider {
+        if state
+            .providers
+            .by_name(&link.name)
+            .is_some_and(|p| p.settings.pass_access_token)
+        {
+            match &link.access_token {
+                Some(token) => {
+                    upstream_request.insert_header(AUTHORIZATION, format!("Bearer {token}"))?;
+                }
+                None => {
+                    upstream_request.remove_header(&AUTHORIZATION);
+                }
+            }
+        }
+    }
     // Values were rendered and sanitised when the session was prepared, in header order.
     for (name, value) in state
         .mapped_names

@@ -204,6 +204,26 @@ fn refuse_reserved(header: &'static str, claims: &Claims) -> Result<(), ControlE
     }
 }
 
+/// The rules every login's subject and claims are held to, from a control header or an
+/// identity provider: a clean `sub`, no reserved claims, clean mapped claims, and the size
+/// bound.
+pub fn check_login(sub: &str, claims: &Claims, rules: &ClaimRules<'_>) -> Result<(), ControlError> {
+    if sub.is_empty() || sub.len() > MAX_SUB_LEN || !clean_text(sub) {
+        return Err(ControlError::BadSub);
+    }
+    refuse_reserved(LOGIN, claims)?;
+    check_mapped(LOGIN, claims, rules)?;
+    let len = serde_json::to_vec(claims).map_or(usize::MAX, |j| j.len());
+    if len > rules.max_bytes {
+        return Err(ControlError::TooLarge {
+            header: LOGIN,
+            len,
+            max: rules.max_bytes,
+        });
+    }
+    Ok(())
+}
+
 /// Reads the control headers of an upstream response.
 pub fn parse(headers: &HeaderMap, rules: &ClaimRules<'_>) -> Result<ControlRequest, ControlError> {
     let mut request = ControlRequest::default();

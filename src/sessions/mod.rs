@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod backend;
+pub mod provider;
 pub mod state;
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@ mod cache;
 pub mod defaults;
 mod identity;
 mod oidc;
+pub use oidc::secure_url;
 mod problems;
 mod route;
 mod secrets;

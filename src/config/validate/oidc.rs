@@ -12,7 +12,7 @@ use crate::config::model::{ClientAuth, IdentityProviderSettings};
 
 /// Whether `url` is `https://…`, or `http://` to a loopback host (a provider on the same
 /// machine, as in tests); `None` when it is no http(s) URL at all.
-pub(super) fn secure_url(url: &str) -> Option<bool> {
+pub fn secure_url(url: &str) -> Option<bool> {
     if let Some(rest) = url.strip_prefix("https://") {
         return (!rest.is_empty()).then_some(true);
     }
@@ -235,7 +235,10 @@ pub(super) fn check(
         let ca_pem = r.ca_file.as_ref().and_then(|file| {
             let full = base.join(file);
             match std::fs::read(&full) {
-                Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
+                Ok(pem)
+                    if reqwest::Certificate::from_pem_bundle(&pem)
+                        .is_ok_and(|certs| !certs.is_empty()) =>
+                {
                     Some(pem)
                 }
                 Ok(_) => {
