@@ -1482,11 +1482,13 @@ fn accepted_changes_load() {
 
 #[test]
 fn row_names_are_unique() {
-    let mut names: Vec<&str> = [SERVER, SESSION, STORE, IDENTITY, UPSTREAM, ROUTE, CACHE]
-        .iter()
-        .flat_map(|t| t.iter().map(|r| r.name))
-        .chain(ACCEPTED.iter().map(|r| r.name))
-        .collect();
+    let mut names: Vec<&str> = [
+        SERVER, SESSION, STORE, IDENTITY, UPSTREAM, ROUTE, CACHE, SIGN_IN,
+    ]
+    .iter()
+    .flat_map(|t| t.iter().map(|r| r.name))
+    .chain(ACCEPTED.iter().map(|r| r.name))
+    .collect();
     let all = names.len();
     names.sort_unstable();
     names.dedup();
@@ -3230,4 +3232,278 @@ fn tls_rules() {
     // Without [tls], server.listen may not be empty.
     let cfg = Cfg::base().set("[server]", "listen", "[]");
     assert_only(&cfg, "server.listen", "needs at least one address");
+}
+
+/// A valid `[[identity_provider]]`, its secret from the environment (set by the tests below).
+const IDP: &str = "[[identity_provider]]\nname = \"corp\"\nissuer = \"https://login.example.com/realms/corp\"\nclient_id = \"sessiongate\"\nclient_secret_env = \"SG_TEST_OIDC_SECRET\"\n";
+
+fn with_oidc_secret() {
+    std::env::set_var("SG_TEST_OIDC_SECRET", "client-secret-value");
+    std::env::set_var("SG_TEST_OIDC_EMPTY", "");
+}
+
+/// Rules of [[identity_provider]], [oidc] and the routes' sign-in keys.
+const SIGN_IN: &[Refused] = &[
+    Refused {
+        name: "provider_without_a_name",
+        edits: &[Append("[[identity_provider]]\nissuer = \"https://op.example\"\nclient_id = \"c\"\nclient_secret_env = \"SG_TEST_OIDC_SECRET\"\n")],
+        path: "identity_provider[0].name",
+        fragment: "needs a name",
+    },
+    Refused {
+        name: "provider_name_with_spaces",
+        edits: &[Append("[[identity_provider]]\nname = \"my corp\"\nissuer = \"https://op.example\"\nclient_id = \"c\"\nclient_secret_env = \"SG_TEST_OIDC_SECRET\"\n")],
+        path: "identity_provider[0].name",
+        fragment: "must be letters, digits",
+    },
+    Refused {
+        name: "two_providers_of_one_name",
+        edits: &[Append(IDP), Append(IDP)],
+        path: "identity_provider[1].name",
+        fragment: "another identity provider is named \"corp\"",
+    },
+    Refused {
+        name: "provider_without_an_issuer",
+        edits: &[Append("[[identity_provider]]\nname = \"corp\"\nclient_id = \"c\"\nclient_secret_env = \"SG_TEST_OIDC_SECRET\"\n")],
+        path: "identity_provider[0].issuer",
+        fragment: "needs the provider's issuer URL",
+    },
+    Refused {
+        name: "plain_http_issuer_off_loopback",
+        edits: &[Append("[[identity_provider]]\nname = \"corp\"\nissuer = \"http://login.example.com\"\nclient_id = \"c\"\nclient_secret_env = \"SG_TEST_OIDC_SECRET\"\n")],
+        path: "identity_provider[0].issuer",
+        fragment: "must use https (plain http only to localhost)",
+    },
+    Refused {
+        name: "issuer_that_is_no_url",
+        edits: &[Append("[[identity_provider]]\nname = \"corp\"\nissuer = \"login.example.com\"\nclient_id = \"c\"\nclient_secret_env = \"SG_TEST_OIDC_SECRET\"\n")],
+        path: "identity_provider[0].issuer",
+        fragment: "is not an http(s) URL",
+    },
+    Refused {
+        name: "provider_without_a_client_id",
+        edits: &[Append("[[identity_provider]]\nname = \"corp\"\nissuer = \"https://op.example\"\nclient_secret_env = \"SG_TEST_OIDC_SECRET\"\n")],
+        path: "identity_provider[0].client_id",
+        fragment: "needs the client id",
+    },
+    Refused {
+        name: "provider_without_a_secret",
+        edits: &[Append("[[identity_provider]]\nname = \"corp\"\nissuer = \"https://op.example\"\nclient_id = \"c\"\n")],
+        path: "identity_provider[0]",
+        fragment: "set exactly one of client_secret_file, client_secret_env",
+    },
+    Refused {
+        name: "provider_secret_from_an_unset_variable",
+        edits: &[Append("[[identity_provider]]\nname = \"corp\"\nissuer = \"https://op.example\"\nclient_id = \"c\"\nclient_secret_env = \"SG_TEST_OIDC_UNSET\"\n")],
+        path: "identity_provider[0].client_secret_env",
+        fragment: "SG_TEST_OIDC_UNSET is not set",
+    },
+    Refused {
+        name: "provider_secret_that_is_empty",
+        edits: &[Append("[[identity_provider]]\nname = \"corp\"\nissuer = \"https://op.example\"\nclient_id = \"c\"\nclient_secret_env = \"SG_TEST_OIDC_EMPTY\"\n")],
+        path: "identity_provider[0].client_secret_env",
+        fragment: "the client secret is empty",
+    },
+    Refused {
+        name: "provider_secret_file_missing",
+        edits: &[Append("[[identity_provider]]\nname = \"corp\"\nissuer = \"https://op.example\"\nclient_id = \"c\"\nclient_secret_file = \"oidc-secret\"\n")],
+        path: "identity_provider[0].client_secret_file",
+        fragment: "cannot read",
+    },
+    Refused {
+        name: "unknown_client_auth",
+        edits: &[Append(IDP), Str("[[identity_provider]]", "client_auth", "private_key_jwt")],
+        path: "identity_provider[0].client_auth",
+        fragment: "is not one of client_secret_basic, client_secret_post",
+    },
+    Refused {
+        name: "algorithm_none_is_refused",
+        edits: &[Append(IDP), Set("[[identity_provider]]", "algorithms", "[\"RS256\", \"none\"]")],
+        path: "identity_provider[0].algorithms[1]",
+        fragment: "\"none\" is not accepted",
+    },
+    Refused {
+        name: "shared_secret_algorithms_are_refused",
+        edits: &[Append(IDP), Set("[[identity_provider]]", "algorithms", "[\"HS256\"]")],
+        path: "identity_provider[0].algorithms[0]",
+        fragment: "never none or a shared-secret HMAC",
+    },
+    Refused {
+        name: "empty_algorithm_list",
+        edits: &[Append(IDP), Set("[[identity_provider]]", "algorithms", "[]")],
+        path: "identity_provider[0].algorithms",
+        fragment: "must name at least one",
+    },
+    Refused {
+        name: "plain_http_redirect_url",
+        edits: &[Append(IDP), Str("[[identity_provider]]", "redirect_url", "http://app.example.com/_sessiongate/oidc/callback")],
+        path: "identity_provider[0].redirect_url",
+        fragment: "must use https",
+    },
+    Refused {
+        name: "post_logout_url_that_is_no_url",
+        edits: &[Append(IDP), Str("[[identity_provider]]", "post_logout_redirect_url", "/bye")],
+        path: "identity_provider[0].post_logout_redirect_url",
+        fragment: "is not an http(s) URL",
+    },
+    Refused {
+        name: "copied_claim_that_the_assertion_sets",
+        edits: &[Append(IDP), Set("[[identity_provider]]", "claims", "[\"name\", \"exp\"]")],
+        path: "identity_provider[0].claims[1]",
+        fragment: "\"exp\" is set by the assertion itself",
+    },
+    Refused {
+        name: "clock_skew_beyond_ten_minutes",
+        edits: &[Append(IDP), Str("[[identity_provider]]", "clock_skew", "1h")],
+        path: "identity_provider[0].clock_skew",
+        fragment: "at most 10m",
+    },
+    Refused {
+        name: "provider_timeout_of_zero",
+        edits: &[Append(IDP), Str("[[identity_provider]]", "timeout", "0s")],
+        path: "identity_provider[0].timeout",
+        fragment: "must be greater than zero",
+    },
+    Refused {
+        name: "refresh_interval_below_a_second",
+        edits: &[Append(IDP), Str("[[identity_provider]]", "refresh_interval", "10ms")],
+        path: "identity_provider[0].refresh_interval",
+        fragment: "at least 1s",
+    },
+    Refused {
+        name: "ca_file_missing",
+        edits: &[Append(IDP), Str("[[identity_provider]]", "ca_file", "provider-ca.pem")],
+        path: "identity_provider[0].ca_file",
+        fragment: "cannot read",
+    },
+    Refused {
+        name: "route_login_names_no_provider",
+        edits: &[Append(IDP), Str("[[route]]", "login", "other")],
+        path: "route[0].login",
+        fragment: "no [[identity_provider]] named \"other\"; defined: [\"corp\"]",
+    },
+    Refused {
+        name: "route_login_beside_login_url",
+        edits: &[Append(IDP), Str("[[route]]", "login", "corp"), Str("[[route]]", "login_url", "https://login.example.com/")],
+        path: "route[0].login",
+        fragment: "set either login (an identity provider) or login_url, not both",
+    },
+    Refused {
+        name: "route_login_on_a_public_route",
+        edits: &[Append(IDP), Str("[[route]]", "login", "corp"), Str("[[route]]", "auth", "public")],
+        path: "route[0].login",
+        fragment: "only applies to auth = \"required\" routes",
+    },
+    Refused {
+        name: "allow_groups_on_an_optional_route",
+        edits: &[Set("[[route]]", "allow_groups", "[\"staff\"]"), Str("[[route]]", "auth", "optional")],
+        path: "route[0].allow_groups",
+        fragment: "only applies to auth = \"required\" routes",
+    },
+    Refused {
+        name: "empty_allow_list",
+        edits: &[Set("[[route]]", "allow_emails", "[]")],
+        path: "route[0].allow_emails",
+        fragment: "an empty list admits no one",
+    },
+    Refused {
+        name: "blank_allow_entry",
+        edits: &[Set("[[route]]", "allow_email_domains", "[\"example.com\", \" \"]")],
+        path: "route[0].allow_email_domains[1]",
+        fragment: "must be non-empty text",
+    },
+    Refused {
+        name: "route_under_the_sign_in_paths",
+        edits: &[Append(IDP), Append("[[route]]\npath_prefix = \"/_sessiongate/oidc/callback\"\nupstream = \"app\"\n")],
+        path: "route[1].path_prefix",
+        fragment: "is under the sign-in paths (/_sessiongate/oidc)",
+    },
+    Refused {
+        name: "sign_in_prefix_with_a_trailing_slash",
+        edits: &[Append("[oidc]\npath_prefix = \"/auth/\"\n")],
+        path: "oidc.path_prefix",
+        fragment: "no trailing '/'",
+    },
+    Refused {
+        name: "sign_in_prefix_with_dot_segments",
+        edits: &[Append("[oidc]\npath_prefix = \"/a/../oidc\"\n")],
+        path: "oidc.path_prefix",
+        fragment: "no dot segments",
+    },
+    Refused {
+        name: "unknown_key_in_a_provider",
+        edits: &[Append(IDP), Str("[[identity_provider]]", "client_secret", "inline")],
+        path: "",
+        fragment: "unknown field `client_secret`",
+    },
+];
+
+#[test]
+fn sign_in_rules() {
+    with_oidc_secret();
+    // The parse-level row is checked on its own: a TOML error has no key path.
+    let (parse, rows): (Vec<&Refused>, Vec<&Refused>) =
+        SIGN_IN.iter().partition(|r| r.path.is_empty());
+    let rows: Vec<Refused> = rows
+        .into_iter()
+        .map(|r| Refused {
+            name: r.name,
+            edits: r.edits,
+            path: r.path,
+            fragment: r.fragment,
+        })
+        .collect();
+    check_refused(&rows);
+    for row in parse {
+        assert_parse_error(&edited(row.edits), &[row.fragment]);
+    }
+}
+
+#[test]
+fn a_provider_loads_with_its_defaults_and_routes_name_it() {
+    with_oidc_secret();
+    let config = Cfg::base()
+        .append(IDP)
+        .set_str("[[route]]", "login", "corp")
+        .set("[[route]]", "allow_groups", "[\"staff\"]")
+        .set("[[route]]", "allow_email_domains", "[\"@Example.com\"]")
+        .ok();
+    assert_eq!(config.oidc_prefix, "/_sessiongate/oidc");
+    let p = &config.identity_providers[0];
+    assert_eq!(p.name, "corp");
+    assert_eq!(p.client_secret.0, b"client-secret-value");
+    assert_eq!(p.scopes, ["openid", "email", "profile"]);
+    assert_eq!(
+        p.client_auth,
+        sessiongate::config::model::ClientAuth::SecretBasic
+    );
+    assert_eq!(
+        (
+            p.sub_claim.as_str(),
+            p.email_claim.as_str(),
+            p.groups_claim.as_str()
+        ),
+        ("sub", "email", "groups")
+    );
+    assert_eq!(p.clock_skew, Duration::from_secs(60));
+    assert_eq!(p.timeout, Duration::from_secs(5));
+    assert_eq!(p.flow_timeout, Duration::from_secs(600));
+    assert!(!p
+        .algorithms
+        .iter()
+        .any(|a| a.starts_with("HS") || a == "none"));
+    let route = &config.routes[0];
+    assert_eq!(route.login, Some(0));
+    assert_eq!(route.access.groups, ["staff"]);
+    assert_eq!(route.access.email_domains, ["example.com"]);
+    assert!(route.access.admits(Some("Bob@EXAMPLE.com"), &[]));
+    assert!(route.access.admits(None, &["staff".into()]));
+    assert!(!route.access.admits(Some("bob@example.com.evil"), &[]));
+    assert!(!route.access.admits(Some("@example.com"), &[]));
+    // Scopes without openid get it; plain http to the machine itself is allowed.
+    let config = Cfg::base()
+        .append("[[identity_provider]]\nname = \"local\"\nissuer = \"http://127.0.0.1:9000\"\nclient_id = \"c\"\nclient_secret_env = \"SG_TEST_OIDC_SECRET\"\nscopes = [\"email\"]\nclient_auth = \"client_secret_post\"\n[oidc]\npath_prefix = \"/auth\"\n")
+        .ok();
+    assert_eq!(config.identity_providers[0].scopes, ["openid", "email"]);
+    assert_eq!(config.oidc_prefix, "/auth");
 }

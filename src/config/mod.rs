@@ -12,8 +12,8 @@ pub mod validate;
 use std::path::Path;
 
 pub use model::Config;
-pub use validate::secure_url;
 pub use problem::ConfigProblem;
+pub use validate::secure_url;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -78,11 +78,21 @@ pub fn cookie_name(state: &str, https: bool) -> String {
 
 /// The `Set-Cookie` of a flow cookie: only sent back to the callback, `SameSite=Lax` (the
 /// provider's redirect is a cross-site top-level navigation), for the flow's lifetime.
-pub fn set_cookie(name: &str, value: &str, callback_path: &str, https: bool, max_age_secs: u64) -> String {
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    callback_path: &str,
+    https: bool,
+    max_age_secs: u64,
+) -> String {
     // `__Host-` cookies must have `Path=/`; without the prefix the cookie goes to the
     // callback only.
     cookie::Cookie::build((name.to_string(), value.to_string()))
-        .path(if https { "/".to_string() } else { callback_path.to_string() })
+        .path(if https {
+            "/".to_string()
+        } else {
+            callback_path.to_string()
+        })
         .http_only(true)
         .secure(https)
         .same_site(cookie::SameSite::Lax)
@@ -96,7 +106,11 @@ pub fn set_cookie(name: &str, value: &str, callback_path: &str, https: bool, max
 /// The `Set-Cookie` that drops a flow cookie.
 pub fn clear_cookie(name: &str, callback_path: &str, https: bool) -> String {
     cookie::Cookie::build((name.to_string(), String::new()))
-        .path(if https { "/".to_string() } else { callback_path.to_string() })
+        .path(if https {
+            "/".to_string()
+        } else {
+            callback_path.to_string()
+        })
         .http_only(true)
         .secure(https)
         .same_site(cookie::SameSite::Lax)
@@ -144,10 +158,7 @@ pub fn authorize_url(
 }
 
 /// The value of `name` among the `Cookie` headers.
-pub fn cookie_value<'a>(
-    headers: impl Iterator<Item = &'a [u8]>,
-    name: &str,
-) -> Option<String> {
+pub fn cookie_value<'a>(headers: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<String> {
     for header in headers {
         let Ok(text) = std::str::from_utf8(header) else {
             continue;
@@ -234,10 +245,16 @@ mod tests {
             "no",
             "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
         );
-        assert!(url.starts_with("https://op.example/auth?tenant=1&response_type=code&client_id=client+a&"));
+        assert!(url.starts_with(
+            "https://op.example/auth?tenant=1&response_type=code&client_id=client+a&"
+        ));
         assert!(url.contains("&scope=openid+email&state=st&nonce=no&"));
-        assert!(url.contains("code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t0URWbuGJSstw-cM&code_challenge_method=S256"));
-        assert!(url.contains("redirect_uri=https%3A%2F%2Fapp.example%2F_sessiongate%2Foidc%2Fcallback"));
+        assert!(url.contains(
+            "code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t0URWbuGJSstw-cM&code_challenge_method=S256"
+        ));
+        assert!(
+            url.contains("redirect_uri=https%3A%2F%2Fapp.example%2F_sessiongate%2Foidc%2Fcallback")
+        );
     }
 
     #[test]
@@ -247,7 +264,12 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("__Host-sg_flow_"));
         let c = set_cookie(&a, "v", "/_sessiongate/oidc/callback", true, 600);
-        assert!(c.contains("Path=/") && c.contains("Secure") && c.contains("HttpOnly") && c.contains("SameSite=Lax"));
+        assert!(
+            c.contains("Path=/")
+                && c.contains("Secure")
+                && c.contains("HttpOnly")
+                && c.contains("SameSite=Lax")
+        );
         let plain = set_cookie("sg_flow_x", "v", "/_sessiongate/oidc/callback", false, 600);
         assert!(plain.contains("Path=/_sessiongate/oidc/callback") && !plain.contains("Secure"));
     }

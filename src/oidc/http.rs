@@ -46,7 +46,9 @@ fn oauth_error(body: &[u8]) -> Option<String> {
 }
 
 /// Sends `request` and reads a JSON answer of a 2xx status.
-pub async fn fetch_json<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, HttpError> {
+pub async fn fetch_json<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+) -> Result<T, HttpError> {
     let mut response = request
         .header("accept", "application/json")
         .send()

@@ -50,9 +50,18 @@ mod tests {
     #[test]
     fn endpoints_are_exact_paths_under_the_prefix() {
         let p = "/_sessiongate/oidc";
-        assert_eq!(endpoint(p, "/_sessiongate/oidc/callback"), Some(Endpoint::Callback));
-        assert_eq!(endpoint(p, "/_sessiongate/oidc/logout"), Some(Endpoint::Logout));
-        assert_eq!(endpoint(p, "/_sessiongate/oidc/start"), Some(Endpoint::Start));
+        assert_eq!(
+            endpoint(p, "/_sessiongate/oidc/callback"),
+            Some(Endpoint::Callback)
+        );
+        assert_eq!(
+            endpoint(p, "/_sessiongate/oidc/logout"),
+            Some(Endpoint::Logout)
+        );
+        assert_eq!(
+            endpoint(p, "/_sessiongate/oidc/start"),
+            Some(Endpoint::Start)
+        );
         assert_eq!(
             endpoint(p, "/_sessiongate/oidc/backchannel-logout"),
             Some(Endpoint::Backchannel)

@@ -127,11 +127,17 @@ impl Provider {
             });
         }
         for (field, value) in [
-            ("authorization_endpoint", Some(&metadata.authorization_endpoint)),
+            (
+                "authorization_endpoint",
+                Some(&metadata.authorization_endpoint),
+            ),
             ("token_endpoint", Some(&metadata.token_endpoint)),
             ("jwks_uri", Some(&metadata.jwks_uri)),
             ("userinfo_endpoint", metadata.userinfo_endpoint.as_ref()),
-            ("end_session_endpoint", metadata.end_session_endpoint.as_ref()),
+            (
+                "end_session_endpoint",
+                metadata.end_session_endpoint.as_ref(),
+            ),
         ] {
             if let Some(value) = value.filter(|v| !is_secure(v)) {
                 return Err(ProviderError::InsecureEndpoint {

@@ -140,7 +140,10 @@ pub async fn logout_token(
     // Explicit typing (§2.4): a token of another type, say an ID token, is no logout token.
     if let Some(typ) = header.typ.as_deref() {
         let typ = typ.to_ascii_lowercase();
-        if !matches!(typ.as_str(), "logout+jwt" | "application/logout+jwt" | "jwt") {
+        if !matches!(
+            typ.as_str(),
+            "logout+jwt" | "application/logout+jwt" | "jwt"
+        ) {
             return Err(TokenError::Claim("typ"));
         }
     }

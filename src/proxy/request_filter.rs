@@ -258,8 +258,7 @@ pub async fn run(
                 https: ctx.https,
                 authority: &host_authority,
             };
-            return sign_in::answer(&state, session, ctx, endpoint, &origin, path_and_query)
-                .await;
+            return sign_in::answer(&state, session, ctx, endpoint, &origin, path_and_query).await;
         }
     }
     let route_index = match state.routes.route(&host_name, &path) {

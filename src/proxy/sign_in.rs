@@ -259,8 +259,11 @@ pub async fn answer(
 ) -> Result<bool> {
     let method = session.req_header().method.clone();
     let response = match endpoint {
-        Endpoint::Callback | Endpoint::Start if method != http::Method::GET && method != http::Method::HEAD => {
-            LocalResponse::text(405, "Method not allowed.\n").with_header("allow", "GET, HEAD".into())
+        Endpoint::Callback | Endpoint::Start
+            if method != http::Method::GET && method != http::Method::HEAD =>
+        {
+            LocalResponse::text(405, "Method not allowed.\n")
+                .with_header("allow", "GET, HEAD".into())
         }
         Endpoint::Backchannel if method != http::Method::POST => {
             LocalResponse::text(405, "Method not allowed.\n").with_header("allow", "POST".into())
@@ -279,7 +282,12 @@ pub async fn answer(
                 .to_string();
             match provider {
                 Some(provider) => start(state, provider, origin, &return_to).await,
-                None => page(404, "Unknown identity provider", "No identity provider of that name is configured.", None),
+                None => page(
+                    404,
+                    "Unknown identity provider",
+                    "No identity provider of that name is configured.",
+                    None,
+                ),
             }
         }
         Endpoint::Logout => logout(state, session, ctx).await,
@@ -303,7 +311,12 @@ fn flow_cookie(session: &Session, state_token: &str, https: bool) -> Option<Stri
     )
 }
 
-fn refused(provider: &str, why: &dyn std::fmt::Display, title: &str, message: &str) -> LocalResponse {
+fn refused(
+    provider: &str,
+    why: &dyn std::fmt::Display,
+    title: &str,
+    message: &str,
+) -> LocalResponse {
     warn!(provider, reason = %why, "refused a sign-in callback");
     sign_ins(provider, "refused");
     page(400, title, message, Some(("/", "Start again")))
@@ -347,15 +360,14 @@ fn mapped_claims(
     }
     match claims.get(&settings.groups_claim) {
         Some(Value::Array(items)) => {
-            let groups: Vec<Value> = items
-                .iter()
-                .filter(|v| v.is_string())
-                .cloned()
-                .collect();
+            let groups: Vec<Value> = items.iter().filter(|v| v.is_string()).cloned().collect();
             out.insert("groups".into(), Value::Array(groups));
         }
         Some(Value::String(one)) => {
-            out.insert("groups".into(), Value::Array(vec![Value::String(one.clone())]));
+            out.insert(
+                "groups".into(),
+                Value::Array(vec![Value::String(one.clone())]),
+            );
         }
         _ => {}
     }
@@ -382,7 +394,9 @@ fn refresh_at(
         return (expires_at, 0);
     }
     let at = match settings.refresh_interval {
-        Some(interval) => now.saturating_add(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX)),
+        Some(interval) => {
+            now.saturating_add(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX))
+        }
         None if expires_at > 0 => {
             let lifetime = expires_at - now;
             expires_at - (lifetime / 2).min(30_000)
@@ -400,9 +414,15 @@ async fn callback(
     path_and_query: &str,
 ) -> LocalResponse {
     let params = query_params(path_and_query);
-    let Some(state_token) = param(&params, "state").filter(|s| !s.is_empty() && s.len() <= 128) else {
+    let Some(state_token) = param(&params, "state").filter(|s| !s.is_empty() && s.len() <= 128)
+    else {
         warn!("refused a sign-in callback without a state");
-        return page(400, "Sign-in failed", "This sign-in link is incomplete.", Some(("/", "Start again")));
+        return page(
+            400,
+            "Sign-in failed",
+            "This sign-in link is incomplete.",
+            Some(("/", "Start again")),
+        );
     };
     let prefix = &state.config.oidc_prefix;
     let clear_flow = flow::clear_cookie(
@@ -416,8 +436,13 @@ async fn callback(
         Ok(t) => t,
         Err(e) => {
             warn!(error = %e, kind = e.kind(), "could not read a sign-in flow");
-            return page(503, "Sign-in unavailable", "Sign-in cannot complete right now. Try again in a moment.", None)
-                .with_header("retry-after", "1".into());
+            return page(
+                503,
+                "Sign-in unavailable",
+                "Sign-in cannot complete right now. Try again in a moment.",
+                None,
+            )
+            .with_header("retry-after", "1".into());
         }
     };
     let Some(flow) = taken.and_then(|bytes| serde_json::from_slice::<Flow>(&bytes).ok()) else {
@@ -445,7 +470,12 @@ async fn callback(
         }
     }
     let Some(provider) = state.providers.by_name(name) else {
-        return response(refused(name, &"the provider is no longer configured", "Sign-in failed", "This sign-in cannot complete."));
+        return response(refused(
+            name,
+            &"the provider is no longer configured",
+            "Sign-in failed",
+            "This sign-in cannot complete.",
+        ));
     };
     if let Some(error) = param(&params, "error") {
         let code: String = error
@@ -457,27 +487,51 @@ async fn callback(
         sign_ins(name, "refused");
         let (status, message) = match code.as_str() {
             "access_denied" => (403, "The identity provider did not allow this sign-in."),
-            "login_required" | "interaction_required" | "consent_required" | "account_selection_required" => {
+            "login_required"
+            | "interaction_required"
+            | "consent_required"
+            | "account_selection_required" => {
                 (401, "The identity provider needs you to sign in again.")
             }
             _ => (502, "The identity provider could not complete the sign-in."),
         };
-        return response(page(status, "Sign-in refused", &format!("{message} ({code})"), Some(("/", "Start again"))));
+        return response(page(
+            status,
+            "Sign-in refused",
+            &format!("{message} ({code})"),
+            Some(("/", "Start again")),
+        ));
     }
     let Some(code) = param(&params, "code").filter(|c| !c.is_empty()) else {
-        return response(refused(name, &"the callback has no code", "Sign-in failed", "The identity provider's answer is incomplete."));
+        return response(refused(
+            name,
+            &"the callback has no code",
+            "Sign-in failed",
+            "The identity provider's answer is incomplete.",
+        ));
     };
     let metadata = match provider.metadata().await {
         Ok(m) => m,
         Err(e) => return response(unavailable(name, &e)),
     };
-    let tokens = match exchange::redeem_code(provider, &metadata.0.token_endpoint, code, &flow.redirect_uri, &flow.verifier).await {
+    let tokens = match exchange::redeem_code(
+        provider,
+        &metadata.0.token_endpoint,
+        code,
+        &flow.redirect_uri,
+        &flow.verifier,
+    )
+    .await
+    {
         Ok(t) => t,
         Err(e) => return response(provider_failed(name, &e)),
     };
     let now = crate::session::lifecycle::now_ms();
     let Some(id_token) = tokens.id_token.clone() else {
-        return response(token_refused(name, &TokenError::Malformed("the token endpoint answered without an id_token".into())));
+        return response(token_refused(
+            name,
+            &TokenError::Malformed("the token endpoint answered without an id_token".into()),
+        ));
     };
     let mut claims = match verify::id_token(
         provider,
@@ -493,7 +547,9 @@ async fn callback(
         Err(e) => return response(token_refused(name, &e)),
     };
     if provider.settings.userinfo {
-        if let (Some(endpoint), Some(access)) = (&metadata.0.userinfo_endpoint, &tokens.access_token) {
+        if let (Some(endpoint), Some(access)) =
+            (&metadata.0.userinfo_endpoint, &tokens.access_token)
+        {
             match exchange::userinfo(provider, endpoint, access).await {
                 // OpenID Connect Core §5.3.4: the userinfo `sub` must be the token's.
                 Ok(info) if info.get("sub") == claims.get("sub") => {
@@ -519,8 +575,12 @@ async fn callback(
     if let Err(e) = crate::session::control::check_login(&sub, &session_claims, &rules) {
         return response(token_refused(name, &e));
     }
-    let (access_expires_at, refresh_at) =
-        refresh_at(&provider.settings, &tokens, tokens.refresh_token.is_some(), now);
+    let (access_expires_at, refresh_at) = refresh_at(
+        &provider.settings,
+        &tokens,
+        tokens.refresh_token.is_some(),
+        now,
+    );
     let text = |name: &str| claims.get(name).and_then(Value::as_str).map(String::from);
     let link = ProviderLink {
         name: name.to_string(),
@@ -548,12 +608,22 @@ async fn callback(
     let issued = match state.sessions.apply(change, carried, now).await {
         Ok(Some(CookieChange::Issue { id, lifetime })) => state.cookies.issue(&id, lifetime),
         Ok(_) => {
-            return response(token_refused(name, &"the provider's claims do not fit session.max_claims_bytes"));
+            return response(token_refused(
+                name,
+                &"the provider's claims do not fit session.max_claims_bytes",
+            ));
         }
         Err(e) => {
             warn!(provider = name, error = %e, kind = e.kind(), "could not store the signed-in session");
-            return response(page(503, "Sign-in unavailable", "Sign-in cannot complete right now. Try again in a moment.", None)
-                .with_header("retry-after", "1".into()));
+            return response(
+                page(
+                    503,
+                    "Sign-in unavailable",
+                    "Sign-in cannot complete right now. Try again in a moment.",
+                    None,
+                )
+                .with_header("retry-after", "1".into()),
+            );
         }
     };
     if let Err(e) = state.sessions.index_provider_session(&link, &sub).await {
@@ -562,7 +632,9 @@ async fn callback(
     }
     sign_ins(name, "completed");
     info!(provider = name, request_id = %ctx.request_id, "signed a user in at the edge");
-    let back = flow::safe_return(&flow.return_to).unwrap_or("/").to_string();
+    let back = flow::safe_return(&flow.return_to)
+        .unwrap_or("/")
+        .to_string();
     let done = if state.config.session.cookie.same_site == SameSite::Strict {
         // A strict cookie is not sent on the redirect chain that began at the provider: the
         // browser is sent on by a page of this origin instead.
@@ -594,8 +666,13 @@ fn token_refused(provider: &str, why: &dyn std::fmt::Display) -> LocalResponse {
 async fn logout(state: &GatewayState, session: &Session, ctx: &RequestCtx) -> LocalResponse {
     let now = ctx.now_ms;
     let Some(key) = carried_key(state, session) else {
-        return page(200, "Signed out", "You are signed out.", Some(("/", "Continue")))
-            .with_header("set-cookie", state.cookies.clear());
+        return page(
+            200,
+            "Signed out",
+            "You are signed out.",
+            Some(("/", "Continue")),
+        )
+        .with_header("set-cookie", state.cookies.clear());
     };
     let found = state.sessions.lookup(key.clone(), false, now).await;
     let link = found.active().and_then(|a| a.session.provider.clone());
@@ -605,12 +682,19 @@ async fn logout(state: &GatewayState, session: &Session, ctx: &RequestCtx) -> Lo
     };
     if let Err(e) = state.sessions.apply(change, found.carried(), now).await {
         warn!(error = %e, kind = e.kind(), "could not end a session at sign-out");
-        return page(503, "Sign-out failed", "Sign-out cannot complete right now. Try again in a moment.", None)
-            .with_header("retry-after", "1".into());
+        return page(
+            503,
+            "Sign-out failed",
+            "Sign-out cannot complete right now. Try again in a moment.",
+            None,
+        )
+        .with_header("retry-after", "1".into());
     }
     info!(session = key.log_tag(), "session ended at sign-out");
     let cleared = state.cookies.clear();
-    let provider = link.as_ref().and_then(|l| state.providers.by_name(&l.name).map(|p| (l, p)));
+    let provider = link
+        .as_ref()
+        .and_then(|l| state.providers.by_name(&l.name).map(|p| (l, p)));
     if let Some((link, provider)) = provider {
         if let Ok(metadata) = provider.metadata().await {
             if let Some(end) = &metadata.0.end_session_endpoint {
@@ -632,7 +716,13 @@ async fn logout(state: &GatewayState, session: &Session, ctx: &RequestCtx) -> Lo
                 .with_header("set-cookie", cleared);
         }
     }
-    page(200, "Signed out", "You are signed out.", Some(("/", "Continue"))).with_header("set-cookie", cleared)
+    page(
+        200,
+        "Signed out",
+        "You are signed out.",
+        Some(("/", "Continue")),
+    )
+    .with_header("set-cookie", cleared)
 }
 
 fn backchannel_error(result: &str, why: &dyn std::fmt::Display) -> LocalResponse {
@@ -661,17 +751,26 @@ fn unverified_issuer(token: &str) -> Option<String> {
 /// Back-Channel Logout 1.0 §2.5–2.8: a verified, unreplayed logout token ends the sessions of
 /// the provider session (or subject) it names, on every instance (through the store and the
 /// cache invalidation); 200 when done, 400 for a refused token.
-async fn backchannel(state: &GatewayState, session: &mut Session, ctx: &RequestCtx) -> Result<LocalResponse> {
+async fn backchannel(
+    state: &GatewayState,
+    session: &mut Session,
+    ctx: &RequestCtx,
+) -> Result<LocalResponse> {
     let form = session
         .req_header()
         .headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| {
-            v.to_str()
-                .is_ok_and(|t| t.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+            v.to_str().is_ok_and(|t| {
+                t.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            })
         });
     if !form {
-        return Ok(backchannel_error("refused", &"the body is not application/x-www-form-urlencoded"));
+        return Ok(backchannel_error(
+            "refused",
+            &"the body is not application/x-www-form-urlencoded",
+        ));
     }
     let mut body = Vec::new();
     let read = async {
@@ -687,7 +786,12 @@ async fn backchannel(state: &GatewayState, session: &mut Session, ctx: &RequestC
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => return Ok(backchannel_error("refused", &"the body is too large")),
         Ok(Err(e)) => return Err(e),
-        Err(_) => return Ok(backchannel_error("refused", &"the body did not arrive in time")),
+        Err(_) => {
+            return Ok(backchannel_error(
+                "refused",
+                &"the body did not arrive in time",
+            ))
+        }
     }
     let token = form_urlencoded::parse(&body)
         .find(|(k, _)| k == "logout_token")
@@ -696,7 +800,10 @@ async fn backchannel(state: &GatewayState, session: &mut Session, ctx: &RequestC
         return Ok(backchannel_error("refused", &"no logout_token"));
     };
     let Some(issuer) = unverified_issuer(&token) else {
-        return Ok(backchannel_error("refused", &"the logout token is not a JWT with an issuer"));
+        return Ok(backchannel_error(
+            "refused",
+            &"the logout token is not a JWT with an issuer",
+        ));
     };
     let now = ctx.now_ms;
     let mut last_error: Option<TokenError> = None;
@@ -716,19 +823,39 @@ async fn backchannel(state: &GatewayState, session: &mut Session, ctx: &RequestC
             None => backchannel_error("refused", &"no identity provider has that issuer"),
         });
     };
-    let text = |name: &str| claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
     let jti = text("jti").unwrap_or_default();
-    let ttl_ms = (verify::LOGOUT_TOKEN_MAX_AGE_SECS + provider.settings.clock_skew.as_secs()) * 2000;
+    let ttl_ms =
+        (verify::LOGOUT_TOKEN_MAX_AGE_SECS + provider.settings.clock_skew.as_secs()) * 2000;
     let store = &state.sessions.backend().store;
     match store
-        .put_aux(Aux::Replay, &flow::hashed(&format!("{issuer}\0{jti}")), b"1", ttl_ms, true)
+        .put_aux(
+            Aux::Replay,
+            &flow::hashed(&format!("{issuer}\0{jti}")),
+            b"1",
+            ttl_ms,
+            true,
+        )
         .await
     {
         Ok(true) => {}
-        Ok(false) => return Ok(backchannel_error("replayed", &"the logout token's jti was seen before")),
+        Ok(false) => {
+            return Ok(backchannel_error(
+                "replayed",
+                &"the logout token's jti was seen before",
+            ))
+        }
         Err(e) => {
             warn!(error = %e, kind = e.kind(), "could not record a logout token");
-            return Ok(LocalResponse::json(503, "{\"error\":\"temporarily_unavailable\"}\n").with_header("retry-after", "1".into()));
+            return Ok(
+                LocalResponse::json(503, "{\"error\":\"temporarily_unavailable\"}\n")
+                    .with_header("retry-after", "1".into()),
+            );
         }
     }
     let who = ProviderSubject {
@@ -747,7 +874,10 @@ async fn backchannel(state: &GatewayState, session: &mut Session, ctx: &RequestC
         }
         Err(e) => {
             warn!(error = %e, kind = e.kind(), "could not end the sessions a back-channel logout names");
-            Ok(LocalResponse::json(503, "{\"error\":\"temporarily_unavailable\"}\n").with_header("retry-after", "1".into()))
+            Ok(
+                LocalResponse::json(503, "{\"error\":\"temporarily_unavailable\"}\n")
+                    .with_header("retry-after", "1".into()),
+            )
         }
     }
 }
@@ -776,14 +906,20 @@ pub async fn refresh_if_due(state: &GatewayState, ctx: &mut RequestCtx) -> Refre
     if link.refresh_at == 0 || link.refresh_at > now {
         return Refreshed::Keep;
     }
-    let (Some(provider), Some(refresh_token)) = (state.providers.by_name(&link.name), link.refresh_token.clone()) else {
+    let (Some(provider), Some(refresh_token)) = (
+        state.providers.by_name(&link.name),
+        link.refresh_token.clone(),
+    ) else {
         return Refreshed::Keep;
     };
     let key = active.key.clone();
     let sub = active.session.sub.to_string();
     let store = &state.sessions.backend().store;
     let lock = key.as_str().to_string();
-    match store.put_aux(Aux::RefreshLock, &lock, b"1", REFRESH_LOCK_MS, true).await {
+    match store
+        .put_aux(Aux::RefreshLock, &lock, b"1", REFRESH_LOCK_MS, true)
+        .await
+    {
         Ok(true) => {}
         // Another request refreshes (or the store cannot say): the tokens at hand serve.
         Ok(false) | Err(_) => return Refreshed::Keep,
@@ -814,7 +950,9 @@ pub async fn refresh_if_due(state: &GatewayState, ctx: &mut RequestCtx) -> Refre
             warn!(provider = provider.name(), reason = %why, "a token refresh failed for want of the identity provider; the session is kept");
             let mut later = (*link).clone();
             later.refresh_at = now + u64::try_from(REFRESH_RETRY.as_millis()).unwrap_or(30_000);
-            if let Ok(Replaced::Done(prepared)) = state.sessions.replace_provider_link(&key, later, now).await {
+            if let Ok(Replaced::Done(prepared)) =
+                state.sessions.replace_provider_link(&key, later, now).await
+            {
                 if let SessionState::Active(a) | SessionState::Stale(a) = &mut ctx.session {
                     a.session = prepared;
                 }
@@ -843,9 +981,14 @@ async fn refresh(
         .metadata()
         .await
         .map_err(|e| RefreshError::Unavailable(e.to_string()))?;
-    let tokens = match exchange::refresh(provider, &metadata.0.token_endpoint, refresh_token).await {
+    let tokens = match exchange::refresh(provider, &metadata.0.token_endpoint, refresh_token).await
+    {
         Ok(t) => t,
-        Err(e @ HttpError::Status { status: 400..=499, .. }) => return Err(RefreshError::Refused(e.to_string())),
+        Err(
+            e @ HttpError::Status {
+                status: 400..=499, ..
+            },
+        ) => return Err(RefreshError::Refused(e.to_string())),
         Err(e) => return Err(RefreshError::Unavailable(e.to_string())),
     };
     let mut next = link.clone();
@@ -856,7 +999,9 @@ async fn refresh(
             .await
             .map_err(|e| RefreshError::Refused(e.to_string()))?;
         if claims.get("sub").and_then(Value::as_str) != Some(link.sub.as_str()) {
-            return Err(RefreshError::Refused("the refreshed ID token names another subject".into()));
+            return Err(RefreshError::Refused(
+                "the refreshed ID token names another subject".into(),
+            ));
         }
         next.id_token = id_token.clone();
     }
@@ -864,8 +1009,12 @@ async fn refresh(
     if tokens.refresh_token.is_some() {
         next.refresh_token = tokens.refresh_token.clone();
     }
-    let (expires_at, refresh_at) =
-        refresh_at(&provider.settings, &tokens, next.refresh_token.is_some(), now);
+    let (expires_at, refresh_at) = refresh_at(
+        &provider.settings,
+        &tokens,
+        next.refresh_token.is_some(),
+        now,
+    );
     next.access_token = tokens.access_token.or(next.access_token);
     next.access_expires_at = expires_at;
     next.refresh_at = match refresh_at {
