@@ -182,7 +182,7 @@ mod tests {
     fn pkce_s256_matches_rfc_7636_appendix_b() {
         assert_eq!(
             s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t0URWbuGJSstw-cM"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 
@@ -250,7 +250,7 @@ mod tests {
         ));
         assert!(url.contains("&scope=openid+email&state=st&nonce=no&"));
         assert!(url.contains(
-            "code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t0URWbuGJSstw-cM&code_challenge_method=S256"
+            "code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256"
         ));
         assert!(
             url.contains("redirect_uri=https%3A%2F%2Fapp.example%2F_sessiongate%2Foidc%2Fcallback")
