@@ -9,6 +9,7 @@ pub mod config;
 pub mod echo;
 pub mod harness;
 pub mod legacy;
+pub mod oidc;
 pub mod pki;
 pub mod poll;
 pub mod proc;
@@ -18,7 +19,7 @@ pub use config::{codec, session_id, signed, COOKIE};
 pub use echo::{Echo, EchoUpstream};
 pub use harness::{Harness, RawReply, Reply, Route, Running, Transport};
 pub use poll::{eventually, eventually_async, eventually_blocking, within};
-pub use proc::{command_calls_on, free_port, unix_socket_listening, Proxy, RedisServer};
+pub use proc::{command_calls_on, free_port, unix_socket_listening, Ports, Proxy, RedisServer};
 
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};

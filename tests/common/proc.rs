@@ -185,6 +185,24 @@ impl Drop for RedisServer {
 }
 
 /// The real `sessiongate` binary running a test configuration.
+/// The ports a proxy listens on: plain, admin and HTTPS.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub port: u16,
+    pub admin_port: u16,
+    pub tls_port: u16,
+}
+
+impl Ports {
+    pub fn free() -> Self {
+        Ports {
+            port: free_port(),
+            admin_port: free_port(),
+            tls_port: free_port(),
+        }
+    }
+}
+
 pub struct Proxy {
     pub port: u16,
     pub admin_port: u16,
@@ -210,13 +228,26 @@ impl Proxy {
     /// Like `start`, with `files` (name, contents) written into the proxy's directory first
     /// (the config can name them as `{dir}/name`), and extra command-line arguments.
     pub fn start_with(config: &str, files: &[(String, String)], args: &[&str]) -> Self {
+        Self::start_on_ports(config, files, args, Ports::free())
+    }
+
+    /// Like `start_with`, on ports the test chose beforehand (to register the proxy's URLs
+    /// with a server that starts first, say).
+    pub fn start_on_ports(
+        config: &str,
+        files: &[(String, String)],
+        args: &[&str],
+        ports: Ports,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         for (name, contents) in files {
             std::fs::write(dir.path().join(name), contents).expect("writes a file");
         }
-        let port = free_port();
-        let admin_port = free_port();
-        let tls_port = free_port();
+        let Ports {
+            port,
+            admin_port,
+            tls_port,
+        } = ports;
         let text = config
             .replace("{port}", &port.to_string())
             .replace("{admin_port}", &admin_port.to_string())
