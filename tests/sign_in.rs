@@ -174,6 +174,7 @@ name = "corp"
 issuer = "{issuer}"
 client_id = "{client_id}"
 client_secret_file = "{{dir}}/oidc-secret"
+scopes = ["openid", "email", "profile", "groups"]
 claims = ["name"]
 timeout = "2s"
 {extra_provider}
@@ -440,7 +441,7 @@ async fn the_flow_sends_pkce_state_and_nonce_and_refuses_forged_replayed_and_for
     assert!(state.len() >= 43);
     assert_eq!(
         query(&authorize, "scope").as_deref(),
-        Some("openid email profile")
+        Some("openid email profile groups")
     );
 
     // A callback from another browser (login CSRF): refused, and it burns the flow.
@@ -521,7 +522,10 @@ fn form_urlencoded(value: &str) -> String {
 async fn two_tabs_signing_in_at_once_both_end_signed_in() {
     let (_provider, edge) = one_edge("", json!({})).await;
     let browser = Browser::new();
-    let (one, two) = (format!("{}/tab/1", edge.base), format!("{}/tab/2", edge.base));
+    let (one, two) = (
+        format!("{}/tab/1", edge.base),
+        format!("{}/tab/2", edge.base),
+    );
     let (a, b) = tokio::join!(browser.open(&one), browser.open(&two));
     for (visit, path) in [(&a, "/tab/1"), (&b, "/tab/2")] {
         assert_eq!(

@@ -19,9 +19,10 @@ use crate::config::model::IdentityProviderSettings;
 
 /// How long a discovery document is trusted before it is read again.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
-/// The least time between two fetches of the key set for an unknown key id: a token naming
-/// keys that do not exist must not make the proxy hammer the provider.
-pub const KEYS_MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// The least time between two fetches of the key set: a token naming a key the set lacks waits
+/// for the next allowed fetch (a rotation at the provider is followed after one fetch), and a
+/// stream of tokens naming keys that do not exist costs the provider one fetch a second.
+pub const KEYS_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the proxy uses of a provider's discovery document.
 #[derive(Debug, Clone, Deserialize)]
@@ -265,8 +266,10 @@ impl Provider {
                 return Ok(Some(key));
             }
         }
-        if last.is_some_and(|at| at.elapsed() < KEYS_MIN_INTERVAL) {
-            return Ok(None);
+        if let Some(wait) = last.and_then(|at| KEYS_MIN_INTERVAL.checked_sub(at.elapsed())) {
+            // Holding the lock: requests for other unknown keys wait behind this one and find
+            // the set it fetches.
+            tokio::time::sleep(wait).await;
         }
         *last = Some(Instant::now());
         match self.fetch_keys(&metadata.0.jwks_uri).await {

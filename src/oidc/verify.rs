@@ -76,8 +76,18 @@ async fn verified(
     } else {
         v.validate_exp = false;
     }
-    let data = decode::<Map<String, Value>>(token, &key, &v)
-        .map_err(|e| TokenError::Invalid(e.to_string()))?;
+    let data = decode::<Map<String, Value>>(token, &key, &v).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind as K;
+        TokenError::Invalid(match e.kind() {
+            K::InvalidAudience => "the aud claim is not this client".into(),
+            K::InvalidIssuer => "the iss claim is not the provider's issuer".into(),
+            K::ExpiredSignature => "the token has expired (exp)".into(),
+            K::ImmatureSignature => "the token is not valid yet (nbf)".into(),
+            K::InvalidSignature => "the signature does not verify".into(),
+            K::MissingRequiredClaim(c) => format!("the {c} claim is missing"),
+            _ => e.to_string(),
+        })
+    })?;
     Ok(data.claims)
 }
 
@@ -152,6 +162,11 @@ pub async fn logout_token(
     let iat = number(&claims, "iat")?;
     if iat > now_secs + skew || iat + LOGOUT_TOKEN_MAX_AGE_SECS + skew < now_secs {
         return Err(TokenError::Claim("iat"));
+    }
+    if let Some(exp) = claims.get("exp") {
+        if exp.as_u64().is_none_or(|exp| exp + skew < now_secs) {
+            return Err(TokenError::Claim("exp"));
+        }
     }
     check_azp(&claims, &provider.settings.client_id)?;
     match claims.get("jti") {

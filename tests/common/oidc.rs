@@ -54,7 +54,7 @@ impl Client {
             id: id.to_string(),
             secret: format!("{id}-secret-0123456789abcdef"),
             redirect_uris: vec![format!("{base}/_sessiongate/oidc/callback")],
-            post_logout_redirect_uris: vec![format!("{base}/")],
+            post_logout_redirect_uris: vec![format!("{base}/"), format!("{base}/public/bye")],
             backchannel_logout_uri: Some(format!("{base}/_sessiongate/oidc/backchannel-logout")),
             auth_method: "client_secret_basic".into(),
         }
@@ -165,8 +165,12 @@ impl OidcProvider {
         .await;
     }
 
-    /// One-shot change to the next token answer (see the fixture's README for the modes).
+    /// One-shot change to the next token answer (see the fixture's README for the modes);
+    /// `none` changes nothing.
     pub async fn tamper(&self, mode: &str) {
+        if mode == "none" {
+            return;
+        }
         self.control("tamper", json!({ "mode": mode })).await;
     }
 

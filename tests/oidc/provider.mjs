@@ -470,7 +470,8 @@ async function mintLogoutToken(body) {
     return `${b64json({ alg: 'none', typ: 'logout+jwt' })}.${b64json(claims)}.`;
   }
   const jwk = body.key === 'rogue' ? await getRogueKey() : currentSigningJwk();
-  return signJwt(claims, { alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' }, await privateKeyFor(jwk));
+  const typ = body.typ === undefined ? 'logout+jwt' : body.typ;
+  return signJwt(claims, { alg: 'RS256', kid: jwk.kid, typ }, await privateKeyFor(jwk));
 }
 
 // Ends every provider session of `sub` the way end_session (with logout=yes)
