@@ -7,19 +7,24 @@
 # web servers the legacy_servers tests start on ephemeral ports (tomcat10, lighttpd, php-cli),
 # installed with their system services kept from starting (they would take ports 8080 and 80);
 # with "http", the HTTP clients the TLS and HTTP/2 tests drive (curl, openssl, and nghttp and
-# h2load from nghttp2-client).
+# h2load from nghttp2-client); with "oidc", the real OpenID provider the sign-in tests start
+# (npm packages pinned by tests/oidc/package-lock.json, installed with `npm ci`; Node.js from
+# Debian when there is none); with "browser", Debian's Chromium for the browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=(cmake)
 want_promtool=0
 want_legacy=0
+want_oidc=0
 for arg in "$@"; do
   case "$arg" in
     redis) want+=(redis-server) ;;
     promtool) want_promtool=1 ;;
     legacy) want_legacy=1 ;;
     http) want+=(curl openssl nghttp2-client:nghttp nghttp2-client:h2load) ;;
+    oidc) want+=(nodejs:node npm); want_oidc=1 ;;
+    browser) want+=(chromium) ;;
     *) echo "deps.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -109,6 +114,11 @@ if [[ $want_legacy -eq 1 ]]; then
       done
     done
   fi
+fi
+
+if [[ $want_oidc -eq 1 ]] && [[ ! -d tests/oidc/node_modules ]]; then
+  echo "installing the OpenID provider fixture's npm packages (npm ci in tests/oidc) ..." >&2
+  (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 tools="$PWD/target/tools"
