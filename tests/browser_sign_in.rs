@@ -118,7 +118,10 @@ login = "corp"
     // What the browser went through, as the proxy saw it: two sign-ins completed for the
     // tabs and the first page, one sign-out, and one more sign-in after it.
     let logs = proxy.logs();
-    assert!(logs.matches("signed a user in at the edge").count() >= 3, "{logs}");
+    assert!(
+        logs.matches("signed a user in at the edge").count() >= 3,
+        "{logs}"
+    );
     assert!(logs.contains("session ended at sign-out"), "{logs}");
     drop(provider);
 }

@@ -1098,3 +1098,104 @@ async fn eventually_value(base: &str, cookie: &str, before: &str) -> String {
     }
     panic!("the refreshed access token never reached the app");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_secret_post_userinfo_another_prefix_and_control_header_logins_side_by_side() {
+    let ports = Ports::free();
+    let base = format!("http://127.0.0.1:{}", ports.port);
+    let mut client = Client::for_proxy("sg-post", ports.port);
+    client.redirect_uris = vec![format!("{base}/sso/callback")];
+    client.backchannel_logout_uri = Some(format!("{base}/sso/backchannel-logout"));
+    client.auth_method = "client_secret_post".into();
+    let provider = OidcProvider::start(std::slice::from_ref(&client), json!({}));
+    let app = EchoUpstream::start("app").await;
+    let (text, files) = config(
+        ports,
+        app.addr,
+        &provider.issuer,
+        &client,
+        "kind = \"memory\"",
+        "client_auth = \"client_secret_post\"\nuserinfo = true",
+    );
+    let text = text.replace(
+        "[[route]]\npath_prefix = \"/public\"",
+        "[oidc]\npath_prefix = \"/sso\"\n\n[[route]]\npath_prefix = \"/login\"\nupstream = \"app\"\nauth = \"public\"\naccept_login = true\n\n[[route]]\npath_prefix = \"/public\"",
+    );
+    let proxy = Proxy::start_on_ports(&text, &files, &[], ports);
+
+    let browser = Browser::new();
+    let visit = browser.open(&format!("{base}/page")).await;
+    assert_eq!(
+        visit.status,
+        StatusCode::OK,
+        "{:?} {}",
+        visit.hops,
+        visit.body
+    );
+    assert!(visit.went_through("/sso/callback"));
+    assert_eq!(
+        visit.header("x-auth-name").as_deref(),
+        Some("Alice Example")
+    );
+    assert_eq!(provider.read("stats").await["userinfo_requests"], json!(1));
+    // The default prefix is an ordinary path now (the catch-all route signs it in).
+    let old = common::client()
+        .get(format!("{base}/_sessiongate/oidc/callback?state=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
+
+    // An app's control-header login works beside the provider's.
+    let login = common::client()
+        .get(format!("{base}/login"))
+        .header(
+            "x-echo-set-x-sessiongate-login",
+            r#"{"sub":"carol","name":"Carol App"}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let cookie = login
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .find_map(|v| {
+            let v = v.to_str().ok()?;
+            v.strip_prefix(&format!("{SESSION_COOKIE}="))
+                .map(|rest| rest.split(';').next().unwrap_or("").to_string())
+        })
+        .expect("a control-header login sets the cookie");
+    let page = common::client()
+        .get(format!("{base}/page"))
+        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    let echo: Echo = page.json().await.unwrap();
+    assert_eq!(echo.get("x-auth-user"), Some("carol"));
+    assert_eq!(echo.get("x-auth-name"), Some("Carol App"));
+    drop(proxy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_keys_and_metadata_keep_serving_while_the_provider_cannot_give_them() {
+    let (provider, edge) = one_edge("", json!({})).await;
+    let (_, first) = sign_in_with(&provider, &edge, "none").await;
+    assert_eq!(first.status, StatusCode::OK);
+    provider.control("hang-jwks", json!({"on": true})).await;
+    provider
+        .control("hang-discovery", json!({"on": true}))
+        .await;
+    let (browser, visit) = sign_in_with(&provider, &edge, "none").await;
+    assert_eq!(visit.status, StatusCode::OK, "{}", visit.body);
+    assert!(browser.session_cookie(&edge.base).is_some());
+    // A token naming a key the proxy does not know, while the key set cannot be fetched:
+    // refused within the deadline, and the known keys still serve afterwards.
+    let (browser, visit) = sign_in_with(&provider, &edge, "unknown_key").await;
+    assert_eq!(visit.status, StatusCode::BAD_GATEWAY, "{}", visit.body);
+    assert!(browser.session_cookie(&edge.base).is_none());
+    let (browser, visit) = sign_in_with(&provider, &edge, "none").await;
+    assert_eq!(visit.status, StatusCode::OK, "{}", visit.body);
+    assert!(browser.session_cookie(&edge.base).is_some());
+}

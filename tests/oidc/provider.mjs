@@ -181,7 +181,7 @@ let currentSub = putUser({
 let tamper = null; // { mode, grant }
 let hangJwks = false;
 let hangDiscovery = false;
-const stats = { token_requests: { authorization_code: 0, refresh_token: 0 }, last_sid: null };
+const stats = { token_requests: { authorization_code: 0, refresh_token: 0 }, userinfo_requests: 0, last_sid: null };
 const backchannelStatuses = []; // filled by the fetch hook below
 const hanging = new Set(); // responses we never answer (closed at exit)
 
@@ -288,6 +288,10 @@ function buildProvider() {
   if (!configuration.rotateRefreshToken) delete configuration.rotateRefreshToken;
 
   const p = new Provider(issuer, configuration);
+  p.use(async (ctx, next) => {
+    if (ctx.path === '/me') stats.userinfo_requests += 1;
+    return next();
+  });
   p.use(tokenMiddleware);
   p.on('server_error', (ctx, err) => console.error('[oidc-fixture] server_error', err));
   p.on('backchannel.error', (ctx, err, client) => log('backchannel.error', client.clientId, err.message));
@@ -563,6 +567,7 @@ async function handleControl(req, res, url) {
     case 'POST /test/reset-stats':
       stats.token_requests.authorization_code = 0;
       stats.token_requests.refresh_token = 0;
+      stats.userinfo_requests = 0;
       return sendJson(res, 200, stats);
     case 'GET /test/sid': {
       const sub = url.searchParams.get('sub') || currentSub;
