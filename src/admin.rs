@@ -134,6 +134,7 @@ impl Admin {
                                     "last_seen": r.deadlines.last_seen,
                                     "idle_deadline": r.deadlines.idle,
                                     "absolute_deadline": r.deadlines.absolute,
+                                    "identity_provider": r.provider.as_ref().map(|p| &p.name),
                                 })
                             })
                             .collect();

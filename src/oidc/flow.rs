@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// The flow cookies' names start with this (`__Host-` is put before it over HTTPS).
+/// The flow cookies' names start with this (`__Secure-` is put before it over HTTPS).
 pub const FLOW_COOKIE: &str = "sg_flow_";
 /// How many characters of the state name a flow's cookie.
 const COOKIE_STATE_CHARS: usize = 16;
