@@ -1199,3 +1199,102 @@ async fn known_keys_and_metadata_keep_serving_while_the_provider_cannot_give_the
     assert_eq!(visit.status, StatusCode::OK, "{}", visit.body);
     assert!(browser.session_cookie(&edge.base).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_flow_and_session_cookies_are_secure_and_the_flow_cookie_stays_at_the_callback(
+) {
+    use common::pki::{Pki, Validity};
+    let pki = Pki::new("sign-in test CA");
+    let cert = pki.issue("proxy", &["localhost", "127.0.0.1"], Validity::Current);
+    let ports = Ports::free();
+    let base = format!("https://127.0.0.1:{}", ports.tls_port);
+    let mut client = Client::for_proxy("sg-tls", ports.port);
+    client.redirect_uris = vec![format!("{base}/_sessiongate/oidc/callback")];
+    client.post_logout_redirect_uris = vec![format!("{base}/")];
+    client.backchannel_logout_uri = None;
+    let provider = OidcProvider::start(std::slice::from_ref(&client), json!({}));
+    let app = EchoUpstream::start("app").await;
+    let (text, files) = config(
+        ports,
+        app.addr,
+        &provider.issuer,
+        &client,
+        "kind = \"memory\"",
+        "",
+    );
+    let text = text
+        .replace(
+            &format!("cookie_name = \"{SESSION_COOKIE}\"\nsecure = false\n"),
+            "cookie_name = \"__Host-sid\"\n",
+        )
+        .replace(
+            "[store]",
+            &format!(
+                "[tls]\nlisten = [\"127.0.0.1:{}\"]\n\n[[tls.certificate]]\nchain_file = \"{}\"\nkey_file = \"{}\"\n\n[store]",
+                ports.tls_port,
+                cert.chain.display(),
+                cert.key.display()
+            ),
+        );
+    let _proxy = Proxy::start_on_ports(&text, &files, &[], ports);
+    let jar = Arc::new(Jar::default());
+    let pem = std::fs::read(pki.ca()).unwrap();
+    let browser = Browser {
+        http: reqwest::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar.clone())
+            .build()
+            .unwrap(),
+        jar,
+    };
+    let start = browser
+        .http
+        .get(format!("{base}/page"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::FOUND);
+    let flow_cookie = start.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(
+        flow_cookie.starts_with("__Secure-sg_flow_"),
+        "{flow_cookie}"
+    );
+    for attribute in [
+        "Secure",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/_sessiongate/oidc/callback",
+    ] {
+        assert!(
+            flow_cookie.contains(attribute),
+            "{attribute} in {flow_cookie}"
+        );
+    }
+    let location = start.headers()[LOCATION].to_str().unwrap().to_string();
+    let visit = browser
+        .follow(
+            browser.http.get(&location).header(ACCEPT, "text/html"),
+            &location,
+        )
+        .await;
+    assert_eq!(
+        visit.status,
+        StatusCode::OK,
+        "{:?} {}",
+        visit.hops,
+        visit.body
+    );
+    assert_eq!(visit.url.as_str(), format!("{base}/page"));
+    assert_eq!(visit.header("x-auth-user").as_deref(), Some("alice"));
+    // The app never sees a flow cookie, nor the session cookie.
+    let cookies = visit.header("cookie").unwrap_or_default();
+    assert!(
+        !cookies.contains("sg_flow_") && !cookies.contains("__Host-sid"),
+        "{cookies}"
+    );
+    let header = browser.jar.cookies(&Url::parse(&base).unwrap()).unwrap();
+    assert!(header.to_str().unwrap().contains("__Host-sid="));
+}

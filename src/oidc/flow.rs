@@ -66,18 +66,33 @@ impl Flow {
     }
 }
 
-/// The name of the cookie of the flow with `state`, over HTTPS with the `__Host-` prefix.
+/// The name of the cookie of the flow with `state`, over HTTPS with the `__Secure-` prefix
+/// (not `__Host-`, which would need `Path=/` and so reach the apps).
 pub fn cookie_name(state: &str, https: bool) -> String {
     let short: String = state.chars().take(COOKIE_STATE_CHARS).collect();
     if https {
-        format!("__Host-{FLOW_COOKIE}{short}")
+        format!("__Secure-{FLOW_COOKIE}{short}")
     } else {
         format!("{FLOW_COOKIE}{short}")
     }
 }
 
-/// The `Set-Cookie` of a flow cookie: only sent back to the callback, `SameSite=Lax` (the
-/// provider's redirect is a cross-site top-level navigation), for the flow's lifetime.
+fn flow_cookie(
+    name: &str,
+    value: String,
+    callback_path: &str,
+    https: bool,
+) -> cookie::CookieBuilder<'static> {
+    cookie::Cookie::build((name.to_string(), value))
+        .path(callback_path.to_string())
+        .http_only(true)
+        .secure(https)
+        .same_site(cookie::SameSite::Lax)
+}
+
+/// The `Set-Cookie` of a flow cookie: sent back to the callback only (which the proxy answers
+/// itself, so no app ever sees it), `SameSite=Lax` (the provider's redirect is a cross-site
+/// top-level navigation), for the flow's lifetime.
 pub fn set_cookie(
     name: &str,
     value: &str,
@@ -85,17 +100,7 @@ pub fn set_cookie(
     https: bool,
     max_age_secs: u64,
 ) -> String {
-    // `__Host-` cookies must have `Path=/`; without the prefix the cookie goes to the
-    // callback only.
-    cookie::Cookie::build((name.to_string(), value.to_string()))
-        .path(if https {
-            "/".to_string()
-        } else {
-            callback_path.to_string()
-        })
-        .http_only(true)
-        .secure(https)
-        .same_site(cookie::SameSite::Lax)
+    flow_cookie(name, value.to_string(), callback_path, https)
         .max_age(cookie::time::Duration::seconds(
             i64::try_from(max_age_secs).unwrap_or(i64::MAX),
         ))
@@ -105,15 +110,7 @@ pub fn set_cookie(
 
 /// The `Set-Cookie` that drops a flow cookie.
 pub fn clear_cookie(name: &str, callback_path: &str, https: bool) -> String {
-    cookie::Cookie::build((name.to_string(), String::new()))
-        .path(if https {
-            "/".to_string()
-        } else {
-            callback_path.to_string()
-        })
-        .http_only(true)
-        .secure(https)
-        .same_site(cookie::SameSite::Lax)
+    flow_cookie(name, String::new(), callback_path, https)
         .max_age(cookie::time::Duration::ZERO)
         .build()
         .to_string()
@@ -262,10 +259,10 @@ mod tests {
         let a = cookie_name(&random_token().unwrap(), true);
         let b = cookie_name(&random_token().unwrap(), true);
         assert_ne!(a, b);
-        assert!(a.starts_with("__Host-sg_flow_"));
+        assert!(a.starts_with("__Secure-sg_flow_"));
         let c = set_cookie(&a, "v", "/_sessiongate/oidc/callback", true, 600);
         assert!(
-            c.contains("Path=/")
+            c.contains("Path=/_sessiongate/oidc/callback")
                 && c.contains("Secure")
                 && c.contains("HttpOnly")
                 && c.contains("SameSite=Lax")
