@@ -304,7 +304,7 @@ async fn conformance(store: Arc<dyn SessionStore>, format: RecordFormat) {
 
     // A session signed in by an identity provider keeps the provider's side, tokens and all.
     let mut linked = record("erin", Duration::from_secs(60));
-    linked.provider = Some(ProviderLink {
+    linked.provider = Some(Box::new(ProviderLink {
         name: "corp".into(),
         sub: "provider-sub-1".into(),
         sid: Some("op-session".into()),
@@ -313,7 +313,7 @@ async fn conformance(store: Arc<dyn SessionStore>, format: RecordFormat) {
         access_token: Some("access".into()),
         access_expires_at: 1_700_000_000_000,
         refresh_at: 1_699_999_970_000,
-    });
+    }));
     let linked_key = SessionId::generate().unwrap().store_key();
     store.create(&linked_key, &linked, now_ms()).await.unwrap();
     let read = store.load(&linked_key, now_ms()).await.unwrap().unwrap();

@@ -101,7 +101,7 @@ impl PreparedSession {
                 Some(Value::String(one)) => Box::new([one.as_str().into()]),
                 _ => Box::default(),
             },
-            provider: record.provider.clone().map(Arc::new),
+            provider: record.provider.as_deref().cloned().map(Arc::new),
         }
     }
 
@@ -125,7 +125,7 @@ impl PreparedSession {
             sub: self.sub.to_string(),
             claims,
             deadlines: self.deadlines,
-            provider: self.provider.as_deref().cloned(),
+            provider: self.provider.as_deref().cloned().map(Box::new),
         }
     }
 

@@ -109,7 +109,7 @@ pub struct SessionRecord {
     pub deadlines: Deadlines,
     /// For a session an identity provider signed in: the provider's side of it (its subject
     /// and session, and the tokens, which never leave the store).
-    pub provider: Option<ProviderLink>,
+    pub provider: Option<Box<ProviderLink>>,
 }
 
 /// What a session keeps of the identity provider that signed its user in: the provider's own
@@ -189,7 +189,7 @@ impl SessionRecord {
             last_seen: self.deadlines.last_seen,
             idle_deadline: self.deadlines.idle,
             absolute_deadline: self.deadlines.absolute,
-            idp: self.provider.as_ref(),
+            idp: self.provider.as_deref(),
         }
     }
 
@@ -227,7 +227,7 @@ impl SessionRecord {
                 idle: stored.idle_deadline,
                 absolute: stored.absolute_deadline,
             },
-            provider: stored.idp,
+            provider: stored.idp.map(Box::new),
         })
     }
 }

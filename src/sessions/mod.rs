@@ -261,7 +261,7 @@ impl Sessions {
             self.settings.idle_timeout,
             self.settings.absolute_timeout,
         );
-        record.provider = login.provider.clone();
+        record.provider = login.provider.clone().map(Box::new);
         let id = SessionId::generate()
             .map_err(|e| StoreError::Command(format!("the OS random source failed: {e}")))?;
         let key = id.store_key();

@@ -132,7 +132,7 @@ impl Sessions {
             let mut next = current.clone();
             next.v += 1;
             next.deadlines = current.deadlines.seen(now);
-            next.provider = Some(link.clone());
+            next.provider = Some(Box::new(link.clone()));
             match self
                 .store()
                 .compare_and_set(key, current.v, &next, now)
