@@ -1298,3 +1298,62 @@ async fn over_https_the_flow_and_session_cookies_are_secure_and_the_flow_cookie_
     let header = browser.jar.cookies(&Url::parse(&base).unwrap()).unwrap();
     assert!(header.to_str().unwrap().contains("__Host-sid="));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_document_that_changes_is_followed_and_one_naming_another_issuer_refused() {
+    let (provider, edge) = one_edge("", json!({})).await;
+    let (_, first) = sign_in_with(&provider, &edge, "none").await;
+    assert_eq!(first.status, StatusCode::OK);
+    // The provider moves its key set and rotates; the old location no longer answers.
+    provider
+        .control(
+            "discovery",
+            json!({"overrides": {"jwks_uri": format!("{}/jwks-moved", provider.issuer)}}),
+        )
+        .await;
+    provider.control("hang-jwks", json!({"on": true})).await;
+    provider.control("rotate", json!({})).await;
+    let (browser, visit) = sign_in_with(&provider, &edge, "none").await;
+    assert_eq!(visit.status, StatusCode::OK, "{}", visit.body);
+    assert!(browser.session_cookie(&edge.base).is_some());
+    assert!(edge
+        .proxy
+        .logs()
+        .contains("the provider's discovery document names another key set"));
+
+    // A proxy whose first look at the provider finds a document for another issuer (a
+    // mix-up): a 503 page naming no detail, a log line naming the cause, no session.
+    provider
+        .control(
+            "discovery",
+            json!({"overrides": {"issuer": "https://evil.example"}}),
+        )
+        .await;
+    let ports = Ports::free();
+    let client = Client::for_proxy("sg", ports.port);
+    let app = EchoUpstream::start("app").await;
+    let (text, _) = config(
+        ports,
+        app.addr,
+        &provider.issuer,
+        &client,
+        "kind = \"memory\"",
+        "",
+    );
+    let other = Proxy::start_on_ports(&text, &[("oidc-secret".into(), "x".into())], &[], ports);
+    let browser = Browser::new();
+    let visit = browser
+        .open(&format!("http://127.0.0.1:{}/page", ports.port))
+        .await;
+    assert_eq!(
+        visit.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        visit.body
+    );
+    assert!(!visit.body.contains("evil"));
+    assert!(other.logs().contains("the discovery document names issuer"));
+    assert!(browser
+        .session_cookie(&format!("http://127.0.0.1:{}", ports.port))
+        .is_none());
+}

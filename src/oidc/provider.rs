@@ -272,7 +272,27 @@ impl Provider {
             tokio::time::sleep(wait).await;
         }
         *last = Some(Instant::now());
-        match self.fetch_keys(&metadata.0.jwks_uri).await {
+        // A key the set lacks may come with a changed discovery document (keys moved to a
+        // new jwks_uri in a rotation): it is read again first, and kept when it cannot be.
+        let mut jwks_uri = metadata.0.jwks_uri.clone();
+        if self.keys.load().is_some() {
+            match self.fetch_metadata().await {
+                Ok(fresh) => {
+                    if fresh.jwks_uri != jwks_uri {
+                        info!(
+                            provider = self.name(),
+                            "the provider's discovery document names another key set"
+                        );
+                    }
+                    jwks_uri = fresh.jwks_uri.clone();
+                    self.metadata.store(Some(Arc::new((fresh, Instant::now()))));
+                }
+                Err(e) => {
+                    warn!(provider = self.name(), error = %e, "kept the provider's discovery document: reading it again failed");
+                }
+            }
+        }
+        match self.fetch_keys(&jwks_uri).await {
             Ok(set) => {
                 info!(
                     provider = self.name(),

@@ -181,6 +181,7 @@ let currentSub = putUser({
 let tamper = null; // { mode, grant }
 let hangJwks = false;
 let hangDiscovery = false;
+let discoveryOverrides = null; // merged into the discovery document while set
 const stats = { token_requests: { authorization_code: 0, refresh_token: 0 }, userinfo_requests: 0, last_sid: null };
 const backchannelStatuses = []; // filled by the fetch hook below
 const hanging = new Set(); // responses we never answer (closed at exit)
@@ -554,6 +555,9 @@ async function handleControl(req, res, url) {
     case 'POST /test/hang-jwks':
       hangJwks = body.on !== false;
       return sendJson(res, 200, { ok: true, on: hangJwks });
+    case 'POST /test/discovery':
+      discoveryOverrides = body.overrides || null;
+      return sendJson(res, 200, { ok: true, overrides: discoveryOverrides });
     case 'POST /test/hang-discovery':
       hangDiscovery = body.on !== false;
       return sendJson(res, 200, { ok: true, on: hangDiscovery });
@@ -596,6 +600,13 @@ async function onRequest(req, res) {
     if (req.method === 'GET' && url.pathname.startsWith('/interaction/')) return await handleInteraction(req, res);
     if (hangJwks && url.pathname === '/jwks') return hangForever(res);
     if (hangDiscovery && url.pathname === '/.well-known/openid-configuration') return hangForever(res);
+    if (discoveryOverrides && req.method === 'GET' && url.pathname === '/.well-known/openid-configuration'
+        && !url.searchParams.has('fixture-real')) {
+      const real = await (await fetch(`${issuer}/.well-known/openid-configuration?fixture-real=1`)).json();
+      return sendJson(res, 200, { ...real, ...discoveryOverrides });
+    }
+    // The key set also answers at /jwks-moved (for a discovery document that moves it).
+    if (url.pathname === '/jwks-moved') req.url = '/jwks';
     return providerHandler(req, res);
   } catch (err) {
     console.error('[oidc-fixture] error', err);
