@@ -351,9 +351,7 @@ async fn a_browser_signs_in_at_the_edge_and_the_app_reads_the_providers_identity
     assert_eq!(start.url.path(), "/again");
     let new = browser.session_cookie(&edge.base).expect("a new cookie");
     assert_ne!(new, old);
-    let stale = common::client()
-        .get(format!("{}/x", edge.base))
-        .header("cookie", format!("{SESSION_COOKIE}={old}"))
+    let stale = with_cookie(format!("{}/x", edge.base), &old)
         .send()
         .await
         .unwrap();
@@ -722,9 +720,7 @@ async fn rp_initiated_logout_ends_the_session_and_then_the_providers() {
         Some(format!("{}/public/bye", edge.base))
     );
     // The old cookie names no session any more.
-    let stale = common::client()
-        .get(format!("{}/page", edge.base))
-        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
+    let stale = with_cookie(format!("{}/page", edge.base), &cookie)
         .send()
         .await
         .unwrap();
@@ -788,10 +784,15 @@ async fn two_edges(extra: &str, options: Value) -> (OidcProvider, RedisServer, E
     (provider, redis, a, b)
 }
 
-async fn status_with_cookie(base: &str, cookie: &str) -> StatusCode {
+/// A request to `url` carrying the session cookie `cookie`, as an API client sends it.
+fn with_cookie(url: String, cookie: &str) -> reqwest::RequestBuilder {
     common::client()
-        .get(format!("{base}/page"))
+        .get(url)
         .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
+}
+
+async fn status_with_cookie(base: &str, cookie: &str) -> StatusCode {
+    with_cookie(format!("{base}/page"), cookie)
         .send()
         .await
         .unwrap()
@@ -1007,9 +1008,7 @@ async fn tokens_are_refreshed_once_per_session_across_concurrent_requests_and_in
         };
         let cookie = cookie.clone();
         async move {
-            let reply = common::client()
-                .get(format!("{base}/page"))
-                .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
+            let reply = with_cookie(format!("{base}/page"), &cookie)
                 .send()
                 .await
                 .unwrap();
@@ -1027,18 +1026,14 @@ async fn tokens_are_refreshed_once_per_session_across_concurrent_requests_and_in
     // The new access token reaches the app, from either instance.
     let after = eventually_value(&a.base, &cookie, &before).await;
     assert_ne!(after, before);
-    let via_b = common::client()
-        .get(format!("{}/page", b.base))
-        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
+    let via_b = with_cookie(format!("{}/page", b.base), &cookie)
         .send()
         .await
         .unwrap();
     let echo: Echo = via_b.json().await.unwrap();
     assert_eq!(echo.get("authorization"), Some(after.as_str()));
     // A client's own Authorization never passes on a session that carries a token.
-    let spoof = common::client()
-        .get(format!("{}/page", a.base))
-        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
+    let spoof = with_cookie(format!("{}/page", a.base), &cookie)
         .header("authorization", "Bearer forged")
         .send()
         .await
@@ -1055,9 +1050,7 @@ async fn tokens_are_refreshed_once_per_session_across_concurrent_requests_and_in
         )
         .await;
     tokio::time::sleep(Duration::from_millis(3300)).await;
-    let api = common::client()
-        .get(format!("{}/page", a.base))
-        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
+    let api = with_cookie(format!("{}/page", a.base), &cookie)
         .send()
         .await
         .unwrap();
@@ -1082,9 +1075,7 @@ async fn tokens_are_refreshed_once_per_session_across_concurrent_requests_and_in
 /// The access token the app gets, once it differs from `before`.
 async fn eventually_value(base: &str, cookie: &str, before: &str) -> String {
     for _ in 0..50 {
-        let reply = common::client()
-            .get(format!("{base}/page"))
-            .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
+        let reply = with_cookie(format!("{base}/page"), cookie)
             .send()
             .await
             .unwrap();
@@ -1166,9 +1157,7 @@ async fn client_secret_post_userinfo_another_prefix_and_control_header_logins_si
                 .map(|rest| rest.split(';').next().unwrap_or("").to_string())
         })
         .expect("a control-header login sets the cookie");
-    let page = common::client()
-        .get(format!("{base}/page"))
-        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
+    let page = with_cookie(format!("{base}/page"), &cookie)
         .send()
         .await
         .unwrap();

@@ -110,6 +110,18 @@ pub fn forbidden(html: bool) -> LocalResponse {
     }
 }
 
+/// The 503 page of a step the session store could not serve: `doing` is what could not
+/// complete ("Sign-in cannot start", "Sign-out cannot complete", ...).
+fn store_unavailable(title: &str, doing: &str) -> LocalResponse {
+    page(
+        503,
+        title,
+        &format!("{doing} right now. Try again in a moment."),
+        None,
+    )
+    .with_header("retry-after", "1".into())
+}
+
 fn unavailable(provider: &str, cause: &dyn std::fmt::Display) -> LocalResponse {
     warn!(provider, error = %cause, "sign-in is unavailable");
     sign_ins(provider, "failed");
@@ -181,13 +193,7 @@ pub async fn start(
         .await;
     if let Err(e) = stored {
         warn!(provider = name, error = %e, kind = e.kind(), "could not store a sign-in flow");
-        return page(
-            503,
-            "Sign-in unavailable",
-            "Sign-in cannot start right now. Try again in a moment.",
-            None,
-        )
-        .with_header("retry-after", "1".into());
+        return store_unavailable("Sign-in unavailable", "Sign-in cannot start");
     }
     sign_ins(name, "started");
     let location = flow::authorize_url(
@@ -436,13 +442,7 @@ async fn callback(
         Ok(t) => t,
         Err(e) => {
             warn!(error = %e, kind = e.kind(), "could not read a sign-in flow");
-            return page(
-                503,
-                "Sign-in unavailable",
-                "Sign-in cannot complete right now. Try again in a moment.",
-                None,
-            )
-            .with_header("retry-after", "1".into());
+            return store_unavailable("Sign-in unavailable", "Sign-in cannot complete");
         }
     };
     let Some(flow) = taken.and_then(|bytes| serde_json::from_slice::<Flow>(&bytes).ok()) else {
@@ -615,15 +615,10 @@ async fn callback(
         }
         Err(e) => {
             warn!(provider = name, error = %e, kind = e.kind(), "could not store the signed-in session");
-            return response(
-                page(
-                    503,
-                    "Sign-in unavailable",
-                    "Sign-in cannot complete right now. Try again in a moment.",
-                    None,
-                )
-                .with_header("retry-after", "1".into()),
-            );
+            return response(store_unavailable(
+                "Sign-in unavailable",
+                "Sign-in cannot complete",
+            ));
         }
     };
     if let Err(e) = state.sessions.index_provider_session(&link, &sub).await {
@@ -682,13 +677,7 @@ async fn logout(state: &GatewayState, session: &Session, ctx: &RequestCtx) -> Lo
     };
     if let Err(e) = state.sessions.apply(change, found.carried(), now).await {
         warn!(error = %e, kind = e.kind(), "could not end a session at sign-out");
-        return page(
-            503,
-            "Sign-out failed",
-            "Sign-out cannot complete right now. Try again in a moment.",
-            None,
-        )
-        .with_header("retry-after", "1".into());
+        return store_unavailable("Sign-out failed", "Sign-out cannot complete");
     }
     info!(session = key.log_tag(), "session ended at sign-out");
     let cleared = state.cookies.clear();
