@@ -584,6 +584,10 @@ async fn every_bad_id_token_is_refused_with_a_page_and_no_session() {
     let (browser, visit) = sign_in_with(&provider, &edge, "error").await;
     assert_eq!(visit.status, StatusCode::BAD_GATEWAY);
     assert!(browser.session_cookie(&edge.base).is_none());
+    // A provider clock 30 s fast is within the 60 s skew: accepted.
+    let (browser, visit) = sign_in_with(&provider, &edge, "iat_ahead_30s").await;
+    assert_eq!(visit.status, StatusCode::OK, "clock skew: {}", visit.body);
+    assert!(browser.session_cookie(&edge.base).is_some());
     // After all that, an honest answer still signs in.
     let (browser, visit) = sign_in_with(&provider, &edge, "none").await;
     assert_eq!(visit.status, StatusCode::OK, "{}", visit.body);

@@ -348,6 +348,7 @@ async function tamperIdToken(mode, idToken, client) {
     case 'hs256':
       return signJwt(claims, { alg: 'HS256', kid }, new TextEncoder().encode(client.client_secret));
     case 'resign': break; // re-sign unchanged (fixture self-test)
+    case 'iat_ahead_30s': claims.iat = now + 30; claims.exp = now + 330; break; // a provider clock 30 s fast
     default: throw new Error(`unknown tamper mode ${mode}`);
   }
   return signJwt(claims, { alg: 'RS256', kid: ownJwk.kid }, await privateKeyFor(ownJwk));
@@ -453,7 +454,8 @@ async function readJson(req) {
 }
 
 const TAMPER_MODES = new Set(['wrong_aud', 'wrong_iss', 'expired', 'future_iat', 'wrong_nonce',
-  'no_nonce', 'alg_none', 'unknown_key', 'hs256', 'hang', 'error', 'refresh_invalid_grant', 'resign']);
+  'no_nonce', 'alg_none', 'unknown_key', 'hs256', 'hang', 'error', 'refresh_invalid_grant', 'resign',
+  'iat_ahead_30s']);
 
 async function mintLogoutToken(body) {
   const client = clientById.get(body.client_id);
