@@ -895,10 +895,7 @@ pub async fn refresh_if_due(state: &GatewayState, ctx: &mut RequestCtx) -> Refre
     if link.refresh_at == 0 || link.refresh_at > now {
         return Refreshed::Keep;
     }
-    let (Some(provider), Some(refresh_token)) = (
-        state.providers.by_name(&link.name),
-        link.refresh_token.clone(),
-    ) else {
+    let Some(provider) = state.providers.by_name(&link.name) else {
         return Refreshed::Keep;
     };
     let key = active.key.clone();
@@ -913,6 +910,32 @@ pub async fn refresh_if_due(state: &GatewayState, ctx: &mut RequestCtx) -> Refre
         // Another request refreshes (or the store cannot say): the tokens at hand serve.
         Ok(false) | Err(_) => return Refreshed::Keep,
     }
+    // The copy at hand may be a cached one from before another instance's refresh: the
+    // record is read again, and a refresh already done is taken instead of redone (a refresh
+    // token used twice makes providers that rotate them revoke the whole grant).
+    let link = match state.sessions.reload(&key, now).await {
+        Ok(Some(fresh)) => {
+            let fresh_link = fresh.provider.clone();
+            if let SessionState::Active(a) | SessionState::Stale(a) = &mut ctx.session {
+                a.session = fresh;
+            }
+            match fresh_link {
+                Some(l) if l.refresh_at != 0 && l.refresh_at <= now => l,
+                _ => {
+                    let _ = store.take_aux(Aux::RefreshLock, &lock).await;
+                    return Refreshed::Keep;
+                }
+            }
+        }
+        Ok(None) | Err(_) => {
+            let _ = store.take_aux(Aux::RefreshLock, &lock).await;
+            return Refreshed::Keep;
+        }
+    };
+    let Some(refresh_token) = link.refresh_token.clone() else {
+        let _ = store.take_aux(Aux::RefreshLock, &lock).await;
+        return Refreshed::Keep;
+    };
     let outcome = refresh(provider, &link, &refresh_token, now).await;
     let result = match outcome {
         Ok(next) => match state.sessions.replace_provider_link(&key, next, now).await {

@@ -109,6 +109,21 @@ impl Sessions {
         Ok(ended)
     }
 
+    /// The session as the store has it now (not the cache), prepared and put in the cache;
+    /// `None` when it is gone or expired.
+    pub async fn reload(
+        &self,
+        key: &StoreKey,
+        now: u64,
+    ) -> Result<Option<std::sync::Arc<PreparedSession>>, StoreError> {
+        match self.store().load(key, now).await? {
+            Some(record) if record.deadlines.validity(now) == Validity::Active => {
+                Ok(Some(self.remember(key, self.prepare(&record))))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Ends a session whose provider tokens can no longer be refreshed.
     pub async fn end_unrefreshable(&self, key: &StoreKey, sub: &str) -> Result<bool, StoreError> {
         self.end(key, Some(sub), destroyed::REFRESH_FAILED).await
