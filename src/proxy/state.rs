@@ -25,6 +25,7 @@ pub struct GatewayState {
     pub route_metrics: Vec<crate::metrics::RouteMetrics>,
     pub pools: Arc<Pools>,
     pub namespace: ProtectedNamespace,
+    /// Signs with the first of `[[identity.keys]]`.
     pub signer: Signer,
     pub cookies: CookieWriter,
     pub sessions: Sessions,
@@ -95,10 +96,10 @@ impl GatewayState {
             namespace: ProtectedNamespace::new(protected),
             signer: Signer::new(
                 &identity.issuer,
-                &identity.key_id,
-                &identity.signing_key.0,
+                identity.signing_key(),
                 identity.assertion_ttl.as_secs(),
-            ),
+            )
+            .with_jti(identity.jti),
             cookies: CookieWriter::new(
                 config.session.cookie.clone(),
                 cookie_codec(&config.session.cookie_keys),
