@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (cmake, redis-server, promtool, and the legacy
-# web servers tomcat10, lighttpd and php-cli, and the HTTP clients curl, openssl, nghttp and h2load)
-# when missing, then runs every unit, integration and
+# web servers tomcat10, lighttpd and php-cli, the HTTP clients curl, openssl, nghttp and h2load, and
+# the assertion verifiers PyJWT and jose) when missing, then runs every unit, integration and
 # doc test. Integration tests start their own redis-server, sessiongate and legacy server
 # processes on ephemeral ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh redis promtool legacy http
+scripts/deps.sh redis promtool legacy http python-jwt node
 # Two test threads: each integration test runs a proxy with two worker threads of its own.
 cargo test --locked -- --test-threads=2

@@ -247,6 +247,10 @@ pub async fn run(
         Ok(path) => path,
         Err(e) => return bad_request(session, ctx, "Bad request path.\n", &e).await,
     };
+    // The key set is the proxy's own, whatever route its path would fall under.
+    if super::jwks::serve(session, ctx, &state.jwks, &path.mapped).await? {
+        return Ok(true);
+    }
     let route_index = match state.routes.route(&host_name, &path) {
         Ok(index) => index,
         Err(RouteError::NoRoute) => {
