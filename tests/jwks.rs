@@ -407,3 +407,45 @@ async fn a_rotation_through_three_reloads_fails_no_verification() {
     assert!(refused.contains("no key ed-a"), "{refused}");
     assert!(pyjwt(&h.url(JWKS), &first_of_a).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_set_their_lifetime_and_jti_is_there_only_when_asked_for() {
+    let h = Harness::new()
+        .identity(|i| i.keys(&[ED_A]))
+        .route(
+            Route::required("/short")
+                .raw("assertion_ttl = \"10s\"")
+                .audience("app"),
+        )
+        .start()
+        .await;
+    let cookie = h.login("alice").await;
+    let claims = |token: &str| pyjwt(&h.url(JWKS), token).expect("verifies")["claims"].clone();
+    let default = claims(&assertion(&h, &cookie).await);
+    assert_eq!(
+        default["exp"].as_u64().unwrap() - default["iat"].as_u64().unwrap(),
+        60
+    );
+    assert!(default.get("jti").is_none(), "no jti by default");
+    let reply = h.request("/short", Some(&cookie), &[]).await;
+    let short = claims(reply.echo().get("x-sessiongate-assertion").unwrap());
+    assert_eq!(
+        short["exp"].as_u64().unwrap() - short["iat"].as_u64().unwrap(),
+        10
+    );
+
+    let h = Harness::new()
+        .identity(|i| i.keys(&[ED_A]).raw("jti = true"))
+        .start()
+        .await;
+    let cookie = h.login("alice").await;
+    let (first, second) = (assertion(&h, &cookie).await, assertion(&h, &cookie).await);
+    assert_ne!(first, second, "every request gets its own token");
+    let (a, b) = (claims_at(&h, &first), claims_at(&h, &second));
+    assert_ne!(a["jti"], b["jti"]);
+    assert_eq!(a["jti"].as_str().map(str::len), Some(22));
+}
+
+fn claims_at(h: &Running, token: &str) -> Value {
+    pyjwt(&h.url(JWKS), token).expect("verifies")["claims"].clone()
+}
