@@ -696,6 +696,7 @@ def main():
     parser.add_argument("--eddsa", action="store_true",
                         help="also run g, d signing with EdDSA instead of HS256, beside d in every round")
     parser.add_argument("--only", help="measure only these systems, e.g. dg (the others still start)")
+    parser.add_argument("--budget", type=int, help="seconds the run may take after the build (full: 780, smoke: 120)")
     parser.add_argument("--json", type=Path, help="also write every measurement to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--dev", action="store_true",
@@ -704,6 +705,7 @@ def main():
     mode = dict(MODES["smoke" if args.smoke else "full"])
     mode["rounds"] = args.rounds or mode["rounds"]
     mode["duration"] = args.duration or mode["duration"]
+    mode["budget"] = args.budget or mode["budget"]
 
     exes = build(release=not args.dev)
     started = time.monotonic()
