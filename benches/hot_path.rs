@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the per-request steps: cookie scan, id generation, protected-namespace
-//! scan over a realistic 20-header request (and removal of spoofed headers), assertion signing,
+//! scan over a realistic 20-header request (and removal of spoofed headers), assertion signing
+//! per algorithm (HS256, EdDSA, ES256; fresh and memoised),
 //! record encode/decode, and a memory-store lookup (the cache hit is in `benches/cache.rs`).
 //! Results and the machine they ran on go to BENCHMARKS.md.
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::json;
-use sessiongate::config::model::RecordFormat;
+use sessiongate::config::model::{RecordFormat, SigningAlgorithm, SigningKey};
 use sessiongate::cookie;
 use sessiongate::identity::{ProtectedNamespace, Signer};
 use sessiongate::session::lifecycle::{new_record, now_ms};
@@ -136,25 +137,49 @@ fn benches(c: &mut Criterion) {
         )
     });
 
-    let signer = Signer::new("sessiongate", "k1", b"0123456789abcdef0123456789abcdef", 60);
     let record = record_with_claims(200);
     let key = id.store_key();
     let prepared = PreparedSession::new(&record, &["email".to_string(), "roles".to_string()]);
-    c.bench_function("assertion_sign_200B", |b| {
-        b.iter(|| signer.sign(black_box(&prepared), &key, "app", 1_700_000_000))
-    });
-    // The same session again within the second: the per-thread memo answers.
-    c.bench_function("assertion_memo_hit_200B", |b| {
-        b.iter(|| signer.header_value(black_box(&prepared), &key, "app", 1_700_000_000))
-    });
-    // A different second every time: signing plus the memo's bookkeeping.
-    let mut second = 1_700_000_000;
-    c.bench_function("assertion_memo_miss_200B", |b| {
-        b.iter(|| {
-            second += 1;
-            signer.header_value(black_box(&prepared), &key, "app", second)
-        })
-    });
+    // Per algorithm: signing afresh, a memo hit (the same session again within the second),
+    // and a memo miss (a different second every time: signing plus the memo's bookkeeping).
+    // HS256 keeps the names it had before EdDSA and ES256 were added.
+    let rng = ring::rand::SystemRandom::new();
+    let ed25519 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let p256 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &rng,
+    )
+    .unwrap();
+    let keys = [
+        (
+            "",
+            SigningKey::hs256("k1", b"0123456789abcdef0123456789abcdef").unwrap(),
+        ),
+        (
+            "_eddsa",
+            SigningKey::from_pkcs8("k1", SigningAlgorithm::EdDSA, ed25519.as_ref()).unwrap(),
+        ),
+        (
+            "_es256",
+            SigningKey::from_pkcs8("k1", SigningAlgorithm::ES256, p256.as_ref()).unwrap(),
+        ),
+    ];
+    for (suffix, signing_key) in &keys {
+        let signer = Signer::new("sessiongate", signing_key, 60);
+        c.bench_function(&format!("assertion_sign_200B{suffix}"), |b| {
+            b.iter(|| signer.sign(black_box(&prepared), &key, "app", 60, 1_700_000_000))
+        });
+        c.bench_function(&format!("assertion_memo_hit_200B{suffix}"), |b| {
+            b.iter(|| signer.header_value(black_box(&prepared), &key, "app", 60, 1_700_000_000))
+        });
+        let mut second = 1_700_000_000;
+        c.bench_function(&format!("assertion_memo_miss_200B{suffix}"), |b| {
+            b.iter(|| {
+                second += 1;
+                signer.header_value(black_box(&prepared), &key, "app", 60, second)
+            })
+        });
+    }
     c.bench_function("prepare_session_200B", |b| {
         b.iter(|| {
             PreparedSession::new(

@@ -9,7 +9,11 @@
 # with "http", the HTTP clients the TLS and HTTP/2 tests drive (curl, openssl, and nghttp and
 # h2load from nghttp2-client); with "oidc", the real OpenID provider the sign-in tests start
 # (npm packages pinned by tests/oidc/package-lock.json, installed with `npm ci`; Node.js from
-# Debian when there is none); with "browser", Debian's Chromium for the browser test.
+# Debian when there is none); with "browser", Debian's Chromium for the browser test; with
+# "python-jwt", PyJWT and cryptography for the system's /usr/bin/python3 (python3-jwt,
+# python3-cryptography), and with "node", jose from npm at the version
+# tests/verifiers/node/package-lock.json pins (`npm ci`, when node_modules is missing): the
+# independent verifiers of the JWKS tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +21,8 @@ want=(cmake)
 want_promtool=0
 want_legacy=0
 want_oidc=0
+want_python_jwt=0
+want_node=0
 for arg in "$@"; do
   case "$arg" in
     redis) want+=(redis-server) ;;
@@ -25,6 +31,8 @@ for arg in "$@"; do
     http) want+=(curl openssl nghttp2-client:nghttp nghttp2-client:h2load) ;;
     oidc) want+=(nodejs:node npm); want_oidc=1 ;;
     browser) want+=(chromium) ;;
+    python-jwt) want_python_jwt=1 ;;
+    node) want_node=1 ;;
     *) echo "deps.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -131,4 +139,28 @@ if [[ $want_promtool -eq 1 ]] && ! command -v promtool >/dev/null 2>&1 \
     || { apt_update && apt-get download prometheus >/dev/null 2>&1; }; })
   mkdir -p "$tools"
   dpkg-deb --fsys-tarfile "$work"/prometheus_*.deb | tar -x -C "$tools" ./usr/bin/promtool
+fi
+
+# PyJWT with PyJWKClient (2.0 and later) and the cryptography module it needs for EdDSA and
+# ES256, for the system's Python (a pyenv or venv python3 on PATH may lack them).
+if [[ $want_python_jwt -eq 1 ]] \
+  && ! /usr/bin/python3 -c 'import cryptography, jwt; jwt.PyJWKClient' >/dev/null 2>&1; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "missing: PyJWT and cryptography for /usr/bin/python3; install them" >&2
+    exit 1
+  fi
+  echo "installing python3-jwt python3-cryptography ..." >&2
+  apt_update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-jwt python3-cryptography \
+    >/dev/null
+fi
+
+# jose, exactly as the lock file pins it.
+if [[ $want_node -eq 1 ]] && [[ ! -d tests/verifiers/node/node_modules/jose ]]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "missing: node and npm (Node 18 or later) for the jose verifier" >&2
+    exit 1
+  fi
+  echo "installing jose for tests/verifiers/node (npm ci) ..." >&2
+  (cd tests/verifiers/node && npm ci --no-audit --no-fund >/dev/null)
 fi

@@ -1,4 +1,6 @@
 //! The admin listener (never the public one):
+//! - the key set apps verify assertions with, at `[identity] jwks_path` as on the public
+//!   listener;
 //! - `/healthz` answers while the process runs; `/readyz` while the configuration is loaded and
 //!   the session store answers; `/metrics` is the Prometheus text exposition;
 //! - the admin API, behind `Authorization: Bearer <[server] admin_token>` (compared in
@@ -76,6 +78,28 @@ impl Admin {
             .header("cache-control", "no-store")
             .header("x-content-type-options", "nosniff")
             .body(body.into_bytes())
+            .unwrap_or_default()
+    }
+
+    /// The key set of the running configuration.
+    fn jwks(&self, session: &ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        let reply = self.state.load().jwks.answer(
+            &req.method,
+            req.headers
+                .get(http::header::IF_NONE_MATCH)
+                .map(|v| v.as_bytes()),
+        );
+        let mut response = Response::builder().status(reply.status);
+        for (name, value) in &reply.headers {
+            response = response.header(*name, value);
+        }
+        if reply.status != 304 {
+            response = response.header("content-length", reply.body.len());
+        }
+        response
+            .header("x-content-type-options", "nosniff")
+            .body(reply.body.to_vec())
             .unwrap_or_default()
     }
 
@@ -235,6 +259,7 @@ impl ServeHttp for Admin {
             "/healthz" => plain(StatusCode::OK, "ok\n"),
             "/readyz" => self.readyz().await,
             "/metrics" => self.metrics(),
+            p if p == self.state.load().jwks.path() => self.jwks(session),
             p if p.starts_with("/admin/") => match self.refuse_unauthorized(session) {
                 Some(refusal) => refusal,
                 None => self.api(&method, p).await,

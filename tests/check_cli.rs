@@ -229,3 +229,47 @@ fn unknown_flag_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--chek"), "{}", stderr(&out));
 }
+
+#[test]
+fn broken_signing_keys_are_named_by_their_path() {
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys");
+    let text = format!(
+        r#"
+[identity]
+[[identity.keys]]
+id = "a"
+algorithm = "EdDSA"
+file = "{keys}/ed25519.pem"
+[[identity.keys]]
+id = "b"
+algorithm = "EdDSA"
+file = "{keys}/rsa-pkcs8.pem"
+[[identity.keys]]
+id = "a"
+algorithm = "ES256"
+file = "{keys}/ed25519.pem"
+
+[[upstream]]
+name = "app"
+backends = ["127.0.0.1:8000"]
+
+[[route]]
+upstream = "app"
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = sessiongate(&["--check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    for line in [
+        "identity.keys[1].file: holds an RSA key",
+        "identity.keys[2].id: \"a\" is the id of an earlier key",
+    ] {
+        assert!(
+            err.lines().any(|l| l.starts_with(&format!("  - {line}"))),
+            "missing `{line}` in:\n{err}"
+        );
+    }
+}

@@ -8,9 +8,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use sessiongate::config::model::{
-    AuthPolicy, HostPattern, OnStoreError, RecordFormat, RedisTopology, SameSite, StoreSettings,
+    AuthPolicy, HostPattern, IdentitySettings, KeyMaterial, OnStoreError, RecordFormat,
+    RedisTopology, SameSite, SigningAlgorithm, StoreSettings,
 };
 use sessiongate::config::{from_toml, Config, ConfigError};
+
+/// The secret of the configuration's HS256 signing key.
+fn hmac_secret(identity: &IdentitySettings) -> &[u8] {
+    match &identity.signing_key().material {
+        KeyMaterial::Hmac(secret) => &secret.0,
+        _ => panic!("not an HS256 key"),
+    }
+}
 
 /// 32 bytes: the shortest key accepted.
 const KEY32: &str = "0123456789abcdef0123456789abcdef";
@@ -350,8 +359,8 @@ upstream = "app"
     assert_eq!(id.issuer, "sessiongate");
     assert_eq!(id.assertion_header.as_str(), "x-sessiongate-assertion");
     assert_eq!(id.assertion_ttl, Duration::from_secs(60));
-    assert_eq!(id.key_id, "k1");
-    assert_eq!(id.signing_key.0, KEY32.as_bytes());
+    assert_eq!(id.signing_key().id, "k1");
+    assert_eq!(hmac_secret(id), KEY32.as_bytes());
     assert!(id.headers.is_empty());
 
     assert_eq!(config.upstreams.len(), 1);
@@ -491,7 +500,7 @@ fn every_value_written_out_is_taken() {
     assert_eq!(id.issuer, "edge");
     assert_eq!(id.assertion_header.as_str(), "x-edge-assertion");
     assert_eq!(id.assertion_ttl, Duration::from_secs(3600));
-    assert_eq!(id.key_id, "2024-01");
+    assert_eq!(id.signing_key().id, "2024-01");
     let headers: Vec<(&str, &str)> = id
         .headers
         .iter()
@@ -764,7 +773,7 @@ fn signing_key_file_relative_to_the_config_directory() {
         .set_str("[identity]", "signing_key_file", "keys/k1.key");
     let config = cfg.load_in(dir.path()).expect("valid");
     assert_eq!(
-        config.identity.signing_key.0,
+        hmac_secret(&config.identity),
         key.as_bytes(),
         "the trailing newline is not part of the key"
     );
@@ -781,7 +790,7 @@ fn signing_key_file_absolute_path() {
     let config = cfg
         .load()
         .expect("an absolute path ignores the base directory");
-    assert_eq!(config.identity.signing_key.0, KEY32.as_bytes());
+    assert_eq!(hmac_secret(&config.identity), KEY32.as_bytes());
 }
 
 #[test]
@@ -849,7 +858,7 @@ fn signing_key_env() {
         .remove("[identity]", "insecure_signing_key")
         .set_str("[identity]", "signing_key_env", good)
         .ok();
-    assert_eq!(config.identity.signing_key.0, KEY32.as_bytes());
+    assert_eq!(hmac_secret(&config.identity), KEY32.as_bytes());
 
     let cfg = Cfg::base()
         .remove("[identity]", "insecure_signing_key")
@@ -867,7 +876,7 @@ fn key_length_counts_bytes_not_characters() {
     let config = Cfg::base()
         .set_str("[identity]", "insecure_signing_key", &"é".repeat(16))
         .ok();
-    assert_eq!(config.identity.signing_key.0.len(), 32);
+    assert_eq!(hmac_secret(&config.identity).len(), 32);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1035,7 +1044,7 @@ fn shipped_examples_load() {
     let redis = sessiongate::config::load(&conf.join("redis.toml")).expect("redis");
     assert_eq!(redis.session.cookie.name, "__Host-sid");
     assert!(matches!(redis.store, StoreSettings::Redis(_)));
-    assert!(redis.identity.signing_key.0.len() >= 32);
+    assert!(hmac_secret(&redis.identity).len() >= 32);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2202,6 +2211,108 @@ const STORE: &[Refused] = &[
 /// Rules of [identity]: the signing key, the assertion and the mapped headers: one change to the base file, the one problem it makes.
 const IDENTITY: &[Refused] = &[
     Refused {
+        name: "key_list_and_single_key_together",
+        edits: &[Append("[[identity.keys]]\nid = \"a\"\nalgorithm = \"HS256\"\ninsecure_value = \"0123456789abcdef0123456789abcdef\"\n")],
+        path: "identity.insecure_signing_key",
+        fragment: "cannot be combined with [[identity.keys]]",
+    },
+    Refused {
+        name: "listed_key_ids_are_unique",
+        edits: &[
+            Remove("[identity]", "insecure_signing_key"),
+            Append("[[identity.keys]]\nid = \"a\"\nalgorithm = \"HS256\"\ninsecure_value = \"0123456789abcdef0123456789abcdef\"\n[[identity.keys]]\nid = \"a\"\nalgorithm = \"HS256\"\ninsecure_value = \"fedcba9876543210fedcba9876543210\"\n"),
+        ],
+        path: "identity.keys[1].id",
+        fragment: "\"a\" is the id of an earlier key; every kid must be unique",
+    },
+    Refused {
+        name: "listed_key_needs_an_id",
+        edits: &[
+            Remove("[identity]", "insecure_signing_key"),
+            Append("[[identity.keys]]\nalgorithm = \"HS256\"\ninsecure_value = \"0123456789abcdef0123456789abcdef\"\n"),
+        ],
+        path: "identity.keys[0].id",
+        fragment: "every key needs an id",
+    },
+    Refused {
+        name: "listed_key_id_with_a_quote",
+        edits: &[
+            Remove("[identity]", "insecure_signing_key"),
+            Append("[[identity.keys]]\nid = \"a\\\"\"\nalgorithm = \"HS256\"\ninsecure_value = \"0123456789abcdef0123456789abcdef\"\n"),
+        ],
+        path: "identity.keys[0].id",
+        fragment: "must be a non-empty name",
+    },
+    Refused {
+        name: "listed_key_needs_an_algorithm",
+        edits: &[
+            Remove("[identity]", "insecure_signing_key"),
+            Append("[[identity.keys]]\nid = \"a\"\ninsecure_value = \"0123456789abcdef0123456789abcdef\"\n"),
+        ],
+        path: "identity.keys[0].algorithm",
+        fragment: "\"EdDSA\", \"ES256\" or \"HS256\"",
+    },
+    Refused {
+        name: "listed_hs256_key_too_short",
+        edits: &[
+            Remove("[identity]", "insecure_signing_key"),
+            Append("[[identity.keys]]\nid = \"a\"\nalgorithm = \"HS256\"\ninsecure_value = \"0123456789abcdef0123456789abcde\"\n"),
+        ],
+        path: "identity.keys[0].insecure_value",
+        fragment: "the signing key has 31 bytes; HS256 keys need at least 32",
+    },
+    Refused {
+        name: "listed_key_needs_one_source",
+        edits: &[
+            Remove("[identity]", "insecure_signing_key"),
+            Append("[[identity.keys]]\nid = \"a\"\nalgorithm = \"EdDSA\"\n"),
+        ],
+        path: "identity.keys[0]",
+        fragment: "set exactly one of file, env or insecure_value",
+    },
+    Refused {
+        name: "asymmetric_key_not_inline",
+        edits: &[
+            Remove("[identity]", "insecure_signing_key"),
+            Append("[[identity.keys]]\nid = \"a\"\nalgorithm = \"ES256\"\ninsecure_value = \"x\"\n"),
+        ],
+        path: "identity.keys[0].insecure_value",
+        fragment: "ES256 keys come from a PEM file or an environment variable",
+    },
+    Refused {
+        name: "listed_key_file_must_exist",
+        edits: &[
+            Remove("[identity]", "insecure_signing_key"),
+            Append("[[identity.keys]]\nid = \"a\"\nalgorithm = \"EdDSA\"\nfile = \"missing.pem\"\n"),
+        ],
+        path: "identity.keys[0].file",
+        fragment: "cannot read",
+    },
+    Refused {
+        name: "jwks_path_must_be_absolute",
+        edits: &[Str("[identity]", "jwks_path", "jwks.json")],
+        path: "identity.jwks_path",
+        fragment: "must be an absolute path",
+    },
+    Refused {
+        name: "jwks_path_without_encoding_or_dot_segments[0]",
+        edits: &[Str("[identity]", "jwks_path", "/keys/%6a")],
+        path: "identity.jwks_path",
+        fragment: "must be an absolute path",
+    },
+    Refused {
+        name: "jwks_path_without_encoding_or_dot_segments[1]",
+        edits: &[Str("[identity]", "jwks_path", "/a/../jwks")],
+        path: "identity.jwks_path",
+        fragment: "must be an absolute path",
+    },
+    Refused {
+        name: "jwks_path_without_encoding_or_dot_segments[2]",
+        edits: &[Str("[identity]", "jwks_path", "/a//jwks")],
+        path: "identity.jwks_path",
+        fragment: "must be an absolute path",
+    },
+    Refused {
         name: "no_signing_key_source",
         edits: &[Remove("[identity]", "insecure_signing_key")],
         path: "identity",
@@ -2696,6 +2807,18 @@ const UPSTREAM: &[Refused] = &[
 /// Rules of [[route]]: one change to the base file, the one problem it makes.
 const ROUTE: &[Refused] = &[
     Refused {
+        name: "route_assertion_ttl_zero",
+        edits: &[Str("[[route]]", "assertion_ttl", "0s")],
+        path: "route[0].assertion_ttl",
+        fragment: "must be greater than zero",
+    },
+    Refused {
+        name: "route_assertion_ttl_over_an_hour",
+        edits: &[Str("[[route]]", "assertion_ttl", "2h")],
+        path: "route[0].assertion_ttl",
+        fragment: "must be at most 1h",
+    },
+    Refused {
         name: "max_body_bytes_zero",
         edits: &[Set("[[route]]", "max_body_bytes", "0")],
         path: "route[0].max_body_bytes",
@@ -3094,6 +3217,127 @@ const ACCEPTED: &[Accepted] = &[
         edits: &[Append("[[route]]\nhost = \"app.example.com\"\nupstream = \"app\"\nlogin_url = \"/signin\"\n"), Append("[[route]]\nhost = \"app.example.com\"\npath_prefix = \"/signin\"\nupstream = \"app\"\nauth = \"public\"\n")],
     },
 ];
+
+// [[identity.keys]] with key files: the published test keys of tests/data/keys.
+#[test]
+fn signing_key_file_rules() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keys");
+    let keys = |tables: &[(&str, &str, &str)]| {
+        let text: String = tables
+            .iter()
+            .map(|(id, alg, file)| {
+                format!(
+                    "[[identity.keys]]\nid = \"{id}\"\nalgorithm = \"{alg}\"\nfile = \"{file}\"\n"
+                )
+            })
+            .collect();
+        Cfg::base()
+            .remove("[identity]", "insecure_signing_key")
+            .append(&text)
+    };
+    let rows: &[(&str, Cfg, &str, &str)] = &[
+        (
+            "rsa_key_pkcs8",
+            keys(&[("a", "EdDSA", "rsa-pkcs8.pem")]),
+            "identity.keys[0].file",
+            "holds an RSA key; sessiongate signs with EdDSA (Ed25519) or ES256 (P-256) keys",
+        ),
+        (
+            "rsa_key_pkcs1",
+            keys(&[("a", "ES256", "rsa-pkcs1.pem")]),
+            "identity.keys[0].file",
+            "holds an RSA key (BEGIN RSA PRIVATE KEY)",
+        ),
+        (
+            "ed25519_key_for_es256",
+            keys(&[("a", "EdDSA", "ed25519.pem"), ("b", "ES256", "ed25519.pem")]),
+            "identity.keys[1].file",
+            "holds an EdDSA (Ed25519) key, not an ES256 (P-256) key as algorithm = \"ES256\" says",
+        ),
+        (
+            "p256_key_for_eddsa",
+            keys(&[("a", "EdDSA", "p256.pem")]),
+            "identity.keys[0].file",
+            "holds an ES256 (P-256) key, not an EdDSA (Ed25519) key",
+        ),
+        (
+            "p384_key_for_es256",
+            keys(&[("a", "ES256", "p384.pem")]),
+            "identity.keys[0].file",
+            "another curve than P-256 (ES256 needs P-256)",
+        ),
+        (
+            "sec1_key",
+            keys(&[("a", "ES256", "p256-sec1.pem")]),
+            "identity.keys[0].file",
+            "convert it to PKCS#8",
+        ),
+        (
+            "not_a_pem_key",
+            keys(&[("a", "EdDSA", "README.md")]),
+            "identity.keys[0].file",
+            "holds no PEM private key",
+        ),
+        (
+            "pem_key_for_hs256",
+            keys(&[("a", "HS256", "ed25519.pem")]),
+            "identity.keys[0].file",
+            "holds a PEM document, not an HS256 secret",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, cfg, path, fragment) in rows {
+        let problems = match cfg.load_in(&dir) {
+            Ok(_) => {
+                failures.push(format!("{name}: the config is valid"));
+                continue;
+            }
+            Err(e) => e.problems(),
+        };
+        let prefix = format!("{path}: ");
+        let found = problems
+            .iter()
+            .any(|p| p.starts_with(&prefix) && p[prefix.len()..].contains(fragment));
+        if !found || problems.len() != 1 {
+            failures.push(format!(
+                "{name}: expected only `{path}` ~ {fragment:?}; got {problems:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Every algorithm at once: the first signs, all are kept in order.
+    let config = keys(&[
+        ("ed", "EdDSA", "ed25519.pem"),
+        ("ec", "ES256", "p256.pem"),
+        ("hs", "HS256", "../../../conf/keys/demo-k1.key"),
+    ])
+    .set_str("[identity]", "jwks_path", "/keys.json")
+    .set_str("[identity]", "jwks_max_age", "5m")
+    .set("[identity]", "jti", "true")
+    .load_in(&dir)
+    .expect("loads");
+    let id = &config.identity;
+    let listed: Vec<(&str, SigningAlgorithm)> = id
+        .keys
+        .iter()
+        .map(|k| (k.id.as_str(), k.algorithm()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("ed", SigningAlgorithm::EdDSA),
+            ("ec", SigningAlgorithm::ES256),
+            ("hs", SigningAlgorithm::HS256)
+        ]
+    );
+    assert_eq!(id.signing_key().id, "ed");
+    assert_eq!(
+        (id.jwks_path.as_str(), id.jwks_max_age),
+        ("/keys.json", Duration::from_secs(300))
+    );
+    assert!(id.jti);
+}
 
 /// Writes a self-signed certificate for `name` and its key as `{stem}.crt` / `{stem}.key`.
 fn write_certificate(dir: &Path, stem: &str, name: &str, expired: bool) {

@@ -12,6 +12,9 @@ loopback ports chosen at start:
   d  sessiongate, Redis store, every session cached (the cache is warmed first)
   e  sessiongate with [cache] enabled = false: every request reads Redis
   f  sessiongate on a public route, no session cookie
+  g  with --eddsa: d signing its assertions with EdDSA (Ed25519) instead of HS256, measured
+     beside d in every round (the per-thread memo of the token of the same second is what keeps
+     the asymmetric signature off most requests)
 
 b, c, d and f are also measured over TLS (one certificate and key for all, made with openssl for
 the run; ECDSA P-256): HTTP/1.1 by wrk with an https:// URL, and HTTP/2 by h2load (ALPN h2) with
@@ -86,6 +89,7 @@ SYSTEMS = {
     "d": "sessiongate, cached",
     "e": "sessiongate, no cache",
     "f": "sessiongate, public route",
+    "g": "sessiongate, cached, EdDSA",
 }
 
 # How a system is spoken to: plain HTTP/1.1 (wrk), HTTP/1.1 over TLS (wrk, https://) and HTTP/2
@@ -379,7 +383,7 @@ def nginx_proxy_conf(workdir, port, upstream_port, tls=None):
 
 
 def sessiongate_conf(workdir, name, port, admin_port, redis_port, upstream_port, cache, max_entries,
-                     command_timeout=None, tls=None):
+                     command_timeout=None, tls=None, eddsa_key=None):
     if cache:
         cache_section = f"""[cache]
 enabled = true
@@ -428,7 +432,7 @@ key_prefix = "sg:"
 
 {cache_section}
 [identity]
-signing_key_file = "{ROOT}/conf/keys/demo-k1.key"
+{identity_keys(eddsa_key)}
 
 [identity.headers]
 "X-Auth-User" = "sub"
@@ -452,6 +456,22 @@ auth = "public"
     path = workdir / f"{name}.toml"
     path.write_text(conf)
     return path
+
+
+def identity_keys(eddsa_key):
+    """The signing key: the demo HS256 key, or an EdDSA key made for the run."""
+    if eddsa_key is None:
+        return f'signing_key_file = "{ROOT}/conf/keys/demo-k1.key"'
+    return (f'[[identity.keys]]\nid = "load-ed25519"\nalgorithm = "EdDSA"\n'
+            f'file = "{eddsa_key}"')
+
+
+def make_eddsa_key(workdir):
+    """An Ed25519 private key (PKCS#8 PEM) for g."""
+    key = workdir / "ed25519.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return key
 
 
 # ---------------------------------------------------------------------------------------------
@@ -673,6 +693,10 @@ def main():
                         help="h2load's requests in flight per connection (default 8: clients x streams = wrk's 64)")
     parser.add_argument("--no-tls", action="store_true", help="leave out HTTP/1.1 over TLS")
     parser.add_argument("--no-h2", action="store_true", help="leave out HTTP/2 over TLS")
+    parser.add_argument("--eddsa", action="store_true",
+                        help="also run g, d signing with EdDSA instead of HS256, beside d in every round")
+    parser.add_argument("--only", help="measure only these systems, e.g. dg (the others still start)")
+    parser.add_argument("--budget", type=int, help="seconds the run may take after the build (full: 780, smoke: 120)")
     parser.add_argument("--json", type=Path, help="also write every measurement to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--dev", action="store_true",
@@ -681,6 +705,7 @@ def main():
     mode = dict(MODES["smoke" if args.smoke else "full"])
     mode["rounds"] = args.rounds or mode["rounds"]
     mode["duration"] = args.duration or mode["duration"]
+    mode["budget"] = args.budget or mode["budget"]
 
     exes = build(release=not args.dev)
     started = time.monotonic()
@@ -710,7 +735,9 @@ def run(args, mode, exes, workdir, procs, started):
         f"{'' if args.no_h2 else f'; h2load -t{args.wrk_threads} -c{args.h2_clients} -m{args.h2_streams}'}"
         f"; work directory {workdir}")
     protocols = ["http"] + [p for p, off in (("tls", args.no_tls), ("h2", args.no_h2)) if not off]
-    ports = {k: free_port() for k in ("upstream", "redis", "b", "c", "d", "e", "f", "d-admin", "e-admin", "f-admin")}
+    ports = {k: free_port() for k in ("upstream", "redis", "b", "c", "d", "e", "f", "g", "d-admin", "e-admin",
+                                      "f-admin", "g-admin")}
+    sessiongates = "defg" if args.eddsa else "def"
     # Every TLS system serves on a port of its own, HTTP/1.1 and HTTP/2 alike (ALPN).
     tls_ports = {k: free_port() for k in TLS_SYSTEMS} if len(protocols) > 1 else {}
     cert, key = make_certificate(workdir) if tls_ports else (None, None)
@@ -754,13 +781,15 @@ def run(args, mode, exes, workdir, procs, started):
                                 *passthrough_tls],
                 signal.SIGINT)
     max_entries = total_sessions + 10_000
-    for name, cache in (("d", True), ("e", False), ("f", True)):
+    eddsa_key = make_eddsa_key(workdir) if args.eddsa else None
+    for name in sessiongates:
         conf = sessiongate_conf(workdir, f"sessiongate-{name}", ports[name], ports[f"{name}-admin"],
-                                ports["redis"], ports["upstream"], cache, max_entries,
-                                command_timeout="1s" if args.dev else None, tls=tls(name))
+                                ports["redis"], ports["upstream"], name != "e", max_entries,
+                                command_timeout="1s" if args.dev else None, tls=tls(name),
+                                eddsa_key=eddsa_key if name == "g" else None)
         subprocess.run([exes["sessiongate"], "--check", str(conf)], check=True, stdout=subprocess.DEVNULL)
         procs.start(f"sessiongate-{name}", [exes["sessiongate"], "--config", str(conf)], signal.SIGINT)
-    for k in ("b", "c", "d", "e", "f"):
+    for k in "bc" + sessiongates:
         wait_port(ports[k], SYSTEMS[k])
     for k, port in tls_ports.items():
         wait_port(port, f"{SYSTEMS[k]} over TLS")
@@ -774,9 +803,9 @@ def run(args, mode, exes, workdir, procs, started):
             raise RuntimeError(f"{SYSTEMS[k]} over TLS did not offer h2 by ALPN (got {alpn})")
         if cipher != TLS13_SUITE:
             log(f"WARNING: {SYSTEMS[k]} negotiated {cipher}, not {TLS13_SUITE} as h2load is held to")
-    # A cache serves nothing until its invalidation connection is up (two instances have one).
+    # A cache serves nothing until its invalidation connection is up (every instance but e has one).
     end = time.monotonic() + 30
-    while redis.command("CLIENT", "LIST").count("name=sessiongate-invalidation") < 2:
+    while redis.command("CLIENT", "LIST").count("name=sessiongate-invalidation") < len(sessiongates) - 1:
         if time.monotonic() > end:
             raise RuntimeError("the sessiongate caches did not connect their invalidation stream")
         time.sleep(0.1)
@@ -791,7 +820,9 @@ def run(args, mode, exes, workdir, procs, started):
         "e": by_name["sessiongate-e"],
         "f": by_name["sessiongate-f"],
     }
-    logs = [workdir / "nginx-proxy-access.log"] + [workdir / f"sessiongate-{k}.log" for k in "def"]
+    if args.eddsa:
+        pids["g"] = by_name["sessiongate-g"]
+    logs = [workdir / "nginx-proxy-access.log"] + [workdir / f"sessiongate-{k}.log" for k in sessiongates]
     load = Load(args, workdir)
 
     # Warm d's cache: walk every session until Redis has served each (twice where a renewal is
@@ -812,6 +843,17 @@ def run(args, mode, exes, workdir, procs, started):
         renewals[name] = calls
         log(f"warmed d over {name} session(s): {result['requests']} requests in {time.monotonic() - t0:.1f} s, "
             f"{session_reads(calls)} session reads, redis {calls}")
+        for f in logs:
+            f.write_text("")
+    # g's cache, over the same sessions: d has made every renewal due, so each session is read once.
+    for name, count, _ in mode["sets"] if args.eddsa else []:
+        before = redis.calls()
+        result = load.walk_until(ports["g"], cookie_files[name],
+                                 lambda: session_reads(delta(redis.calls(), before)) >= count,
+                                 limit=max(30, min(240, count // 2000)))
+        time.sleep(0.3)
+        log(f"warmed g over {name} session(s): {result['requests']} requests, "
+            f"{session_reads(delta(redis.calls(), before))} session reads")
         for f in logs:
             f.write_text("")
     # Connection pools and first-request costs of the others, outside the measurements.
@@ -836,10 +878,14 @@ def run(args, mode, exes, workdir, procs, started):
     for name, count, _ in mode["sets"]:
         for pick in (["uniform"] if count == 1 else ["uniform", "zipf"]):
             order += [("d", "http", name, pick), ("e", "http", name, pick)]
+            if args.eddsa:
+                order.append(("g", "http", name, pick))
     if "tls" in protocols:
         order += [(k, "tls", None if k == "f" else "10k", "uniform") for k in TLS_SYSTEMS]
     if "h2" in protocols:
         order += [(k, "h2", None if k == "f" else "1", "fixed") for k in TLS_SYSTEMS]
+    if args.only:
+        order = [o for o in order if o[0] in args.only]
 
     # Stay within the time bound: fewer rounds if the preload and warm-up took long.
     per_round = len(order) * (mode["duration"] + 1.5)
@@ -1009,6 +1055,15 @@ def summarize(measurements, mode, renewals, run_calls, due_sessions, total_sessi
         if big in groups:
             r = per_round(big, small)
             lines.append(f"- d 1M / d 10k ({pick}) = {fmt(r)}, target >= 0.9{verdict(r, 0.9)}")
+    if any(k[0] == "g" for k in groups):
+        lines += ["", "Signing (g: d's configuration with an EdDSA key instead of HS256), same round:"]
+        for name, count, _ in mode["sets"]:
+            for pick in (["uniform"] if count == 1 else ["uniform", "zipf"]):
+                g, dd = ("g", "http", name, pick), ("d", "http", name, pick)
+                if g in rows and dd in rows:
+                    lines.append(f"- g/d over {name} session(s), {pick}: {fmt(per_round(g, dd))}; CPU per request "
+                                 f"g − d = {rows[g]['cpu']:.1f} − {rows[dd]['cpu']:.1f} = "
+                                 f"{rows[g]['cpu'] - rows[dd]['cpu']:+.1f} µs")
     lines += secure_ratios(groups, rows, per_round, fmt, args)
     lines += ["", "Renewal writes (Redis INFO commandstats after the preload; a renewal is an EVALSHA "
               "compare-and-set whose SET, when it writes, runs inside the script; a failed EVALSHA is a "

@@ -6,6 +6,8 @@
 #   benches/load/run.sh            full run, at most 13 minutes after the build
 #   benches/load/run.sh --smoke    a few seconds per system, under 2 minutes after the build
 #   benches/load/run.sh --smoke --dev   the same on the debug build (CI: only checks it works)
+#   benches/load/run.sh --smoke --eddsa --only dg --no-tls --no-h2
+#                                  the cached route signing with HS256 (d) and EdDSA (g), interleaved
 #
 # Installs what is missing with apt-get (as root or through sudo): nginx and wrk, h2load
 # (nghttp2-client) and openssl (the run's certificate), redis-server, cmake (to build Pingora),

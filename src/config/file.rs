@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::model::{Affinity, AuthPolicy, OnStoreError, RecordFormat, SameSite};
+use super::model::{Affinity, AuthPolicy, OnStoreError, RecordFormat, SameSite, SigningAlgorithm};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,8 +287,35 @@ pub struct RawIdentity {
     pub signing_key_env: Option<String>,
     /// Inline key, for demos only: the name says what it is.
     pub insecure_signing_key: Option<String>,
+    /// The signing keys: the first signs, every EdDSA and ES256 one is published. Instead of
+    /// the single HS256 key of `signing_key_*`.
+    #[serde(default)]
+    pub keys: Vec<RawSigningKey>,
+    /// Where the JWKS is served (default `/.well-known/sessiongate/jwks.json`).
+    pub jwks_path: Option<String>,
+    /// `Cache-Control: public, max-age` of the JWKS (default 60s).
+    #[serde(default, with = "humantime_serde")]
+    pub jwks_max_age: Option<Duration>,
+    /// A fresh random `jti` in every assertion (default false: it defeats the signing memo).
+    pub jti: Option<bool>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+}
+
+/// `[[identity.keys]]`: one signing key, from exactly one source.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigningKey {
+    /// The `kid` of its tokens and of its JWKS entry.
+    pub id: Option<String>,
+    pub algorithm: Option<SigningAlgorithm>,
+    /// HS256: the secret; EdDSA and ES256: a PKCS#8 PEM private key. Relative to the
+    /// configuration's directory.
+    pub file: Option<String>,
+    /// An environment variable holding it.
+    pub env: Option<String>,
+    /// Inline, for demos only: the name says what it is.
+    pub insecure_value: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -345,6 +372,9 @@ pub struct RawRoute {
     pub upstream: Option<String>,
     pub auth: Option<AuthPolicy>,
     pub audience: Option<String>,
+    /// The lifetime of this route's assertions (default `[identity] assertion_ttl`).
+    #[serde(default, with = "humantime_serde")]
+    pub assertion_ttl: Option<Duration>,
     pub login_url: Option<String>,
     pub on_store_error: Option<OnStoreError>,
     /// Responses on this route may log a user in.

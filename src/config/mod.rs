@@ -5,6 +5,7 @@
 //! concerns, so an operator fixes a broken file in one pass.
 
 pub mod file;
+pub mod keys;
 pub mod model;
 mod problem;
 pub mod validate;

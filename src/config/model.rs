@@ -10,6 +10,8 @@ use http::HeaderName;
 
 use serde::Deserialize;
 
+pub use super::keys::{KeyMaterial, SigningAlgorithm, SigningKey};
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -342,11 +344,25 @@ impl fmt::Debug for SecretBytes {
 pub struct IdentitySettings {
     pub issuer: String,
     pub assertion_header: HeaderName,
+    /// The default lifetime of an assertion (a route may set its own).
     pub assertion_ttl: Duration,
-    pub key_id: String,
-    pub signing_key: SecretBytes,
+    /// The first signs; every EdDSA and ES256 one is published in the JWKS.
+    pub keys: Vec<SigningKey>,
+    /// Where the JWKS is served, on the public and the admin listeners.
+    pub jwks_path: String,
+    /// The JWKS response's `Cache-Control: public, max-age`.
+    pub jwks_max_age: Duration,
+    /// Every assertion carries a fresh random `jti` (and is signed per request).
+    pub jti: bool,
     /// Plain headers mapped from claims, in configuration order.
     pub headers: Vec<(HeaderName, String)>,
+}
+
+impl IdentitySettings {
+    /// The key that signs: the first listed (validation keeps at least one).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.keys[0]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -449,6 +465,8 @@ pub struct RouteSettings {
     pub upstream: usize,
     pub auth: AuthPolicy,
     pub audience: String,
+    /// The lifetime of this route's assertions, when it is not `[identity] assertion_ttl`.
+    pub assertion_ttl: Option<Duration>,
     pub login_url: Option<String>,
     pub on_store_error: OnStoreError,
     /// Whether a response on this route may log a user in (`X-Sessiongate-Login`); on every
@@ -537,6 +555,7 @@ impl RouteSettings {
             upstream: 0,
             auth,
             audience: "app".to_string(),
+            assertion_ttl: None,
             login_url: None,
             on_store_error: match auth {
                 AuthPolicy::Required => OnStoreError::FailClosed,

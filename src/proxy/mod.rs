@@ -3,6 +3,7 @@
 
 mod body;
 mod ctx;
+mod jwks;
 mod logging;
 mod request_filter;
 mod respond;

@@ -248,6 +248,10 @@ pub async fn run(
         Ok(path) => path,
         Err(e) => return bad_request(session, ctx, "Bad request path.\n", &e).await,
     };
+    // The key set is the proxy's own, whatever route its path would fall under.
+    if super::jwks::serve(session, ctx, &state.jwks, &path.mapped).await? {
+        return Ok(true);
+    }
     // The proxy's own sign-in paths, before any route (a route cannot shadow them).
     if !state.providers.is_empty() {
         let endpoint = std::str::from_utf8(&path.mapped)

@@ -8,7 +8,7 @@ use http::HeaderName;
 
 use crate::config::Config;
 use crate::cookie::{CookieCodec, CookieWriter};
-use crate::identity::{ProtectedNamespace, Signer};
+use crate::identity::{Jwks, ProtectedNamespace, Signer};
 use crate::inbound::TrustedProxies;
 use crate::routing::RouteTable;
 use crate::sessions::{Backend, Sessions};
@@ -25,7 +25,10 @@ pub struct GatewayState {
     pub route_metrics: Vec<crate::metrics::RouteMetrics>,
     pub pools: Arc<Pools>,
     pub namespace: ProtectedNamespace,
+    /// Signs with the first of `[[identity.keys]]`.
     pub signer: Signer,
+    /// The public keys of `[[identity.keys]]`, served at `[identity] jwks_path`.
+    pub jwks: Jwks,
     pub cookies: CookieWriter,
     pub sessions: Sessions,
     /// The assertion header's name as sent upstream, built once instead of per request.
@@ -99,10 +102,11 @@ impl GatewayState {
             namespace: ProtectedNamespace::new(protected),
             signer: Signer::new(
                 &identity.issuer,
-                &identity.key_id,
-                &identity.signing_key.0,
+                identity.signing_key(),
                 identity.assertion_ttl.as_secs(),
-            ),
+            )
+            .with_jti(identity.jti),
+            jwks: Jwks::new(identity),
             cookies: CookieWriter::new(
                 config.session.cookie.clone(),
                 cookie_codec(&config.session.cookie_keys),

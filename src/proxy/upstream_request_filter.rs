@@ -38,11 +38,17 @@ pub fn run(upstream_request: &mut RequestHeader, ctx: &RequestCtx) -> Result<()>
         return Ok(());
     };
     let state = ctx.state();
-    let audience = &state.routes.get(route).audience;
-    let token =
-        state
-            .signer
-            .header_value(&active.session, &active.key, audience, ctx.now_ms / 1000);
+    let route = state.routes.get(route);
+    let ttl = route
+        .assertion_ttl
+        .map_or(state.signer.default_ttl(), |t| t.as_secs());
+    let token = state.signer.header_value(
+        &active.session,
+        &active.key,
+        &route.audience,
+        ttl,
+        ctx.now_ms / 1000,
+    );
     // Appended, not inserted: request_filter removed every inbound header of the protected
     // namespace (the assertion and mapped headers included), so there is nothing to replace.
     upstream_request.append_header(state.assertion_name.clone(), token)?;

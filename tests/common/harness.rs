@@ -367,6 +367,58 @@ impl Cache {
     }
 }
 
+/// `[identity]` keys beyond the issuer, and the signing keys (default: the single HS256 test
+/// key of `signing_key_*`).
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    lines: Lines,
+    /// `[[identity.keys]]` as (id, algorithm, file in tests/data/keys).
+    keys: Vec<(String, String, String)>,
+}
+
+impl Identity {
+    /// Signs with the first of `keys` (id, algorithm, a file of tests/data/keys), publishes all.
+    pub fn keys(mut self, keys: &[(&str, &str, &str)]) -> Self {
+        self.keys = keys
+            .iter()
+            .map(|(id, alg, file)| (id.to_string(), alg.to_string(), file.to_string()))
+            .collect();
+        self
+    }
+
+    pub fn raw(mut self, line: &str) -> Self {
+        self.lines = self.lines.raw(line);
+        self
+    }
+
+    /// The `[[identity.keys]]` tables for `keys` (id, algorithm, a file of tests/data/keys), as
+    /// the harness renders them: a test rewriting the configuration replaces one with another.
+    pub fn keys_toml(keys: &[(&str, &str, &str)]) -> String {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys");
+        keys.iter()
+            .map(|(id, alg, file)| {
+                format!(
+                    "\n[[identity.keys]]\nid = \"{id}\"\nalgorithm = \"{alg}\"\nfile = \"{dir}/{file}\"\n"
+                )
+            })
+            .collect()
+    }
+
+    /// The `[identity]` lines and the key tables to put after `[identity.headers]`.
+    fn toml(&self) -> (String, String) {
+        if self.keys.is_empty() {
+            let single = format!("signing_key_id = \"k1\"\ninsecure_signing_key = \"{KEY}\"\n");
+            return (format!("{single}{}", self.lines.text()), String::new());
+        }
+        let keys: Vec<(&str, &str, &str)> = self
+            .keys
+            .iter()
+            .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+            .collect();
+        (self.lines.text(), Self::keys_toml(&keys))
+    }
+}
+
 /// `[[upstream]]` keys of the `app` upstream beyond its backends.
 #[derive(Debug, Clone, Default)]
 pub struct Upstream {
@@ -526,6 +578,7 @@ pub struct Harness {
     routes: Vec<Route>,
     catch_all: Route,
     tls: Option<Tls>,
+    identity: Identity,
     args: Vec<String>,
 }
 
@@ -554,6 +607,7 @@ impl Harness {
             ],
             catch_all: Route::required("/"),
             tls: None,
+            identity: Identity::default(),
             args: Vec::new(),
         }
     }
@@ -646,6 +700,12 @@ impl Harness {
         self
     }
 
+    /// `[identity]` settings and signing keys.
+    pub fn identity(mut self, adjust: impl FnOnce(Identity) -> Identity) -> Self {
+        self.identity = adjust(self.identity);
+        self
+    }
+
     /// Access log lines as JSON (`--log-json`).
     pub fn log_json(mut self) -> Self {
         self.args.push("--log-json".into());
@@ -680,6 +740,7 @@ impl Harness {
             .map(|r| format!("renew_below = \"{r}\"\n"))
             .unwrap_or_default();
         let backends: Vec<String> = backends.iter().map(|a| format!("\"{a}\"")).collect();
+        let (identity_lines, identity_keys) = self.identity.toml();
         let mut text = format!(
             r#"[server]
 listen = ["127.0.0.1:{{port}}"]
@@ -700,13 +761,13 @@ absolute_timeout = "{absolute}"
 
 [identity]
 issuer = "sessiongate"
-signing_key_id = "k1"
-insecure_signing_key = "{KEY}"
+{identity}
 
 [identity.headers]
 "X-Auth-User" = "sub"
 "X-Auth-Email" = "email"
 "X-Auth-Roles" = "roles"
+{identity_keys}
 
 [[upstream]]
 name = "app"
@@ -721,6 +782,8 @@ backends = [{backends}]
             cookie_keys = s.cookie_keys_toml(),
             backends = backends.join(", "),
             upstream = self.upstream.lines.text(),
+            identity = identity_lines,
+            identity_keys = identity_keys,
         );
         if let Some(cache) = &self.cache {
             text.push_str(&format!("\n[cache]\n{}\n", cache.lines.text()));

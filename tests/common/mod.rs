@@ -17,7 +17,7 @@ pub mod topology;
 
 pub use config::{codec, session_id, signed, COOKIE};
 pub use echo::{Echo, EchoUpstream};
-pub use harness::{Harness, RawReply, Reply, Route, Running, Transport};
+pub use harness::{Harness, Identity, RawReply, Reply, Route, Running, Transport};
 pub use poll::{eventually, eventually_async, eventually_blocking, within};
 pub use proc::{command_calls_on, free_port, unix_socket_listening, Ports, Proxy, RedisServer};
 

@@ -30,6 +30,10 @@ pub const ISSUER: &str = "sessiongate";
 pub const ASSERTION_HEADER: &str = "X-Sessiongate-Assertion";
 pub const ASSERTION_TTL: Duration = Duration::from_secs(60);
 pub const KEY_ID: &str = "k1";
+/// Where the JWKS is served, beside the other `.well-known` documents.
+pub const JWKS_PATH: &str = "/.well-known/sessiongate/jwks.json";
+/// How long apps may cache the JWKS: a key added is seen within this.
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(60);
 /// HMAC keys shorter than this are refused.
 pub const MIN_KEY_BYTES: usize = 32;
 /// The most bytes a session's claims take as JSON: they travel on every request.

@@ -123,6 +123,10 @@ pub(super) fn check(
         if r.audience.as_deref() == Some("") {
             p.add(format!("{path}.audience"), "must not be empty");
         }
+        let assertion_ttl = r.assertion_ttl;
+        if let Some(ttl) = assertion_ttl {
+            super::identity::check_ttl(ttl, &format!("{path}.assertion_ttl"), p);
+        }
         let on_store_error = r.on_store_error.unwrap_or(match auth {
             AuthPolicy::Required => OnStoreError::FailClosed,
             AuthPolicy::Optional | AuthPolicy::Public => OnStoreError::Anonymous,
@@ -215,6 +219,7 @@ pub(super) fn check(
             upstream,
             auth,
             audience,
+            assertion_ttl,
             login_url: r.login_url.clone(),
             on_store_error,
             accept_login: r.accept_login.unwrap_or(false),
