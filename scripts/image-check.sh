@@ -80,7 +80,8 @@ done
 volume="$work/etc-sessiongate"
 mkdir -p "$volume/secrets"
 cp "$root/usr/local/share/sessiongate/production.toml" "$volume/sessiongate.toml"
-head -c 48 /dev/urandom | base64 >"$volume/secrets/k1.key"
+command -v openssl >/dev/null 2>&1 || scripts/deps.sh http
+openssl genpkey -algorithm ed25519 -out "$volume/secrets/assertion-ed1.pem" 2>/dev/null
 head -c 48 /dev/urandom | base64 >"$volume/secrets/cookie.key"
 head -c 32 /dev/urandom | base64 >"$volume/secrets/admin.token"
 head -c 24 /dev/urandom | base64 >"$volume/secrets/redis.pass"
