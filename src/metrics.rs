@@ -315,7 +315,7 @@ impl Metrics {
             sign_ins: counter_vec(
                 &r,
                 "sessiongate_sign_ins_total",
-                "Sign-ins at the edge, by identity provider and result (started, completed, refused, failed).",
+                "Sign-ins at the edge, by identity provider and result (started, completed, refused, failed, limited).",
                 &["provider", "result"],
             ),
             provider_refreshes: counter(

@@ -3713,6 +3713,7 @@ fn a_provider_loads_with_its_defaults_and_routes_name_it() {
         .set("[[route]]", "allow_email_domains", "[\"@Example.com\"]")
         .ok();
     assert_eq!(config.oidc_prefix, "/_sessiongate/oidc");
+    assert_eq!(config.sign_ins_per_client, 120);
     let p = &config.identity_providers[0];
     assert_eq!(p.name, "corp");
     assert_eq!(p.client_secret.0, b"client-secret-value");
@@ -3746,8 +3747,9 @@ fn a_provider_loads_with_its_defaults_and_routes_name_it() {
     assert!(!route.access.admits(Some("@example.com"), &[]));
     // Scopes without openid get it; plain http to the machine itself is allowed.
     let config = Cfg::base()
-        .append("[[identity_provider]]\nname = \"local\"\nissuer = \"http://127.0.0.1:9000\"\nclient_id = \"c\"\nclient_secret_env = \"SG_TEST_OIDC_SECRET\"\nscopes = [\"email\"]\nclient_auth = \"client_secret_post\"\n[oidc]\npath_prefix = \"/auth\"\n")
+        .append("[[identity_provider]]\nname = \"local\"\nissuer = \"http://127.0.0.1:9000\"\nclient_id = \"c\"\nclient_secret_env = \"SG_TEST_OIDC_SECRET\"\nscopes = [\"email\"]\nclient_auth = \"client_secret_post\"\n[oidc]\npath_prefix = \"/auth\"\nmax_sign_ins_per_client = 0\n")
         .ok();
     assert_eq!(config.identity_providers[0].scopes, ["openid", "email"]);
     assert_eq!(config.oidc_prefix, "/auth");
+    assert_eq!(config.sign_ins_per_client, 0);
 }

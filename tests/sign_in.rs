@@ -1350,3 +1350,40 @@ async fn a_discovery_document_that_changes_is_followed_and_one_naming_another_is
         .session_cookie(&format!("http://127.0.0.1:{}", ports.port))
         .is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_starting_too_many_sign_ins_gets_429() {
+    let ports = Ports::free();
+    let client = Client::for_proxy("sg", ports.port);
+    let provider = OidcProvider::start(std::slice::from_ref(&client), json!({}));
+    let app = EchoUpstream::start("app").await;
+    let (text, files) = config(
+        ports,
+        app.addr,
+        &provider.issuer,
+        &client,
+        "kind = \"memory\"",
+        "",
+    );
+    let text = format!("{text}\n[oidc]\nmax_sign_ins_per_client = 3\n");
+    let proxy = Proxy::start_on_ports(&text, &files, &[], ports);
+    let base = format!("http://127.0.0.1:{}", ports.port);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let reply = common::client()
+            .get(format!("{base}/page"))
+            .header(ACCEPT, "text/html")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(reply.status().as_u16());
+        if reply.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(reply.headers()["retry-after"], "60");
+        }
+    }
+    // Three in the minute; a test that straddles a minute boundary gets one more.
+    let started = statuses.iter().filter(|s| **s == 302).count();
+    assert!((3..=4).contains(&started), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(proxy.logs().contains("max_sign_ins_per_client"));
+}

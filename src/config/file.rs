@@ -38,6 +38,8 @@ pub struct RawConfig {
 pub struct RawOidc {
     /// The prefix of the callback, sign-out, start and back-channel logout paths.
     pub path_prefix: Option<String>,
+    /// Sign-ins one client address may start per minute (0: no bound).
+    pub max_sign_ins_per_client: Option<u32>,
 }
 
 /// `[[identity_provider]]`: an OpenID provider users sign in with at the edge.

@@ -29,6 +29,8 @@ pub struct Config {
     pub identity_providers: Vec<IdentityProviderSettings>,
     /// The prefix of the sign-in flow's own paths (`/_sessiongate/oidc`).
     pub oidc_prefix: String,
+    /// Sign-ins one client address may start per minute (0: no bound).
+    pub sign_ins_per_client: u32,
 }
 
 /// How the client authenticates at the provider's token endpoint.

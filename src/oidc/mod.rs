@@ -8,6 +8,7 @@
 pub mod exchange;
 pub mod flow;
 pub mod http;
+pub mod limit;
 pub mod provider;
 pub mod verify;
 

@@ -261,6 +261,7 @@ pub async fn run(
             let origin = Origin {
                 https: ctx.https,
                 authority: &host_authority,
+                client: ctx.forwarded.client,
             };
             return sign_in::answer(&state, session, ctx, endpoint, &origin, path_and_query).await;
         }
@@ -378,6 +379,7 @@ pub async fn run(
             let origin = Origin {
                 https: ctx.https,
                 authority: &host_authority,
+                client: ctx.forwarded.client,
             };
             let return_to = crate::oidc::flow::safe_return(path_and_query).unwrap_or("/");
             let mut response =

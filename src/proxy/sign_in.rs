@@ -42,10 +42,12 @@ const REFRESH_LOCK_MS: u64 = 30_000;
 /// After a refresh that failed for want of the provider, the next try waits this long.
 const REFRESH_RETRY: Duration = Duration::from_secs(30);
 
-/// The request's origin as the browser used it: scheme and `host[:port]`.
+/// The request's origin as the browser used it: scheme and `host[:port]`; and the client's
+/// address, as the forwarding rules read it.
 pub struct Origin<'a> {
     pub https: bool,
     pub authority: &'a str,
+    pub client: Option<std::net::IpAddr>,
 }
 
 fn sign_ins(provider: &str, result: &str) {
@@ -155,6 +157,26 @@ pub async fn start(
     return_to: &str,
 ) -> LocalResponse {
     let name = provider.name();
+    let limiter = crate::oidc::limit::SignInLimiter::global();
+    if !limiter.admit(
+        origin.client,
+        state.config.sign_ins_per_client,
+        crate::session::lifecycle::now_ms(),
+    ) {
+        warn!(
+            provider = name,
+            client = ?origin.client,
+            "refused a sign-in: the client started more than [oidc] max_sign_ins_per_client this minute"
+        );
+        sign_ins(name, "limited");
+        return page(
+            429,
+            "Too many sign-ins",
+            "Too many sign-ins were started from your address. Try again in a minute.",
+            None,
+        )
+        .with_header("retry-after", "60".into());
+    }
     let metadata = match provider.metadata().await {
         Ok(m) => m,
         Err(e) => return unavailable(name, &e),

@@ -77,3 +77,6 @@ pub const OIDC_CLOCK_SKEW: Duration = Duration::from_secs(60);
 pub const OIDC_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a started sign-in may take (mod_auth_openidc's state timeout is 300 s).
 pub const OIDC_FLOW_TIMEOUT: Duration = Duration::from_secs(600);
+/// Sign-ins one client address may start per minute: a browser starts one per protected page
+/// it loads without a session (a few), an office behind one NAT address a few dozen.
+pub const SIGN_INS_PER_CLIENT: u32 = 120;

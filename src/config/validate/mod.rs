@@ -76,6 +76,11 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem
             tls,
             identity_providers,
             oidc_prefix,
+            sign_ins_per_client: raw
+                .oidc
+                .as_ref()
+                .and_then(|o| o.max_sign_ins_per_client)
+                .unwrap_or(defaults::SIGN_INS_PER_CLIENT),
         }),
         _ => Err(vec![ConfigProblem {
             path: String::new(),
