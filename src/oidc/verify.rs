@@ -47,7 +47,6 @@ fn validation(provider: &Provider, alg: Algorithm) -> Validation {
     let mut audiences = vec![settings.client_id.clone()];
     audiences.extend(settings.audiences.iter().cloned());
     v.set_audience(&audiences);
-    v.set_required_spec_claims(&["iss", "aud", "iat"]);
     v
 }
 
@@ -74,6 +73,8 @@ async fn verified(
     if exp_required {
         v.set_required_spec_claims(&["iss", "aud", "iat", "exp"]);
     } else {
+        // A logout token's exp is optional (checked by the caller when present).
+        v.set_required_spec_claims(&["iss", "aud", "iat"]);
         v.validate_exp = false;
     }
     let data = decode::<Map<String, Value>>(token, &key, &v).map_err(|e| {

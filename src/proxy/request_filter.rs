@@ -36,6 +36,16 @@ pub fn wants_html(accept: Option<&[u8]>) -> bool {
     accept.is_some_and(|a| a.windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html")))
 }
 
+/// The request's `Accept` header, read only where a refusal depends on it (never on the
+/// path of a request that goes through).
+fn accept_header(session: &Session) -> Option<&[u8]> {
+    session
+        .req_header()
+        .headers
+        .get(ACCEPT)
+        .map(|v| v.as_bytes())
+}
+
 /// The login redirect target: `login_url` with the original path and query as `next`.
 pub fn login_location(login_url: &str, path_and_query: &str) -> String {
     let separator = if login_url.contains('?') { '&' } else { '?' };
@@ -206,6 +216,12 @@ pub async fn run(
         },
         &session.req_header().headers,
     );
+    // The origin as the browser used it, for the sign-in paths and redirects.
+    let origin = Origin {
+        https: ctx.https,
+        authority: &host_authority,
+        client: ctx.forwarded.client,
+    };
 
     // 4. Nothing in the protected namespace survives, whatever the route.
     let found = state.namespace.find(session.req_header().headers.keys());
@@ -258,11 +274,6 @@ pub async fn run(
             .ok()
             .and_then(|p| crate::oidc::endpoint(&state.config.oidc_prefix, p));
         if let Some(endpoint) = endpoint {
-            let origin = Origin {
-                https: ctx.https,
-                authority: &host_authority,
-                client: ctx.forwarded.client,
-            };
             return sign_in::answer(&state, session, ctx, endpoint, &origin, path_and_query).await;
         }
     }
@@ -366,21 +377,11 @@ pub async fn run(
 
     // 11. The route's policy for requests without a session: browsers on a route that signs
     //     in at the edge go to the identity provider, and come back to this target.
-    let accept = session
-        .req_header()
-        .headers
-        .get(ACCEPT)
-        .map(|v| v.as_bytes());
-    let html = wants_html(accept);
     if ctx.session.active().is_none() {
+        let accept = accept_header(session);
         let method = &session.req_header().method;
         let navigates = method == http::Method::GET || method == http::Method::HEAD;
-        if let (Some(provider), true) = (route.login, html && navigates) {
-            let origin = Origin {
-                https: ctx.https,
-                authority: &host_authority,
-                client: ctx.forwarded.client,
-            };
+        if let (Some(provider), true) = (route.login, navigates && wants_html(accept)) {
             let return_to = crate::oidc::flow::safe_return(path_and_query).unwrap_or("/");
             let mut response =
                 sign_in::start(&state, &state.providers.list[provider], &origin, return_to).await;
@@ -410,7 +411,9 @@ pub async fn run(
                 session = active.key.log_tag(),
                 "refused a signed-in user the route's allow rules do not admit"
             );
-            sign_in::forbidden(html).send(session, ctx).await?;
+            sign_in::forbidden(wants_html(accept_header(session)))
+                .send(session, ctx)
+                .await?;
             return Ok(true);
         }
     }
