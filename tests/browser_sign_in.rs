@@ -25,7 +25,8 @@ async fn chromium_signs_in_through_the_provider_and_out_again() {
     );
     let ports = Ports::free();
     let client = Client::for_proxy("sg", ports.port);
-    let provider = OidcProvider::start(std::slice::from_ref(&client), json!({}));
+    // The fixture's log (interactions, refused grants) goes to stderr: it explains a failure.
+    let provider = OidcProvider::start(std::slice::from_ref(&client), json!({"debug": true}));
     let app = EchoUpstream::start("app").await;
     let config = format!(
         r#"[server]

@@ -213,9 +213,22 @@ async fn edge(
     store: &str,
     extra: &str,
 ) -> Edge {
+    edge_at(ports, &provider.issuer, client, store, extra, |text| text).await
+}
+
+/// Like `edge`, for a provider at `issuer` (one that may not run), with the configuration
+/// text changed by `adjust` before the proxy starts.
+async fn edge_at(
+    ports: Ports,
+    issuer: &str,
+    client: &Client,
+    store: &str,
+    extra: &str,
+    adjust: impl FnOnce(String) -> String,
+) -> Edge {
     let app = EchoUpstream::start("app").await;
-    let (text, files) = config(ports, app.addr, &provider.issuer, client, store, extra);
-    let proxy = Proxy::start_on_ports(&text, &files, &[], ports);
+    let (text, files) = config(ports, app.addr, issuer, client, store, extra);
+    let proxy = Proxy::start_on_ports(&adjust(text), &files, &[], ports);
     Edge {
         base: format!("http://127.0.0.1:{}", ports.port),
         proxy,
@@ -422,7 +435,7 @@ async fn callback_url(browser: &Browser, authorize: &Url) -> Url {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_flow_sends_pkce_state_and_nonce_and_refuses_forged_replayed_and_foreign_callbacks() {
-    let (_provider, edge) = one_edge("", json!({})).await;
+    let (provider, edge) = one_edge("", json!({})).await;
     let browser = Browser::new();
     let authorize = authorization_request(&browser, &format!("{}/page", edge.base)).await;
     assert_eq!(query(&authorize, "response_type").as_deref(), Some("code"));
@@ -478,8 +491,12 @@ async fn the_flow_sends_pkce_state_and_nonce_and_refuses_forged_replayed_and_for
     assert_eq!(replay.status, StatusCode::BAD_REQUEST);
     assert_eq!(browser.session_cookie(&edge.base), Some(cookie));
 
-    // The same code in a new flow of this browser (a second use of a code): the provider
-    // refuses it, the proxy shows a page and makes no session.
+    // Alice's used code put into another browser's flow (code injection): the provider refuses
+    // it, and the browser goes round the provider once more and is signed in as whoever signs
+    // in there (mallory), never as the code's user.
+    provider
+        .user("mallory", "mallory@example.com", "Mallory", &[])
+        .await;
     let fresh = Browser::new();
     let authorize = authorization_request(&fresh, &format!("{}/page", edge.base)).await;
     let new_state = query(&authorize, "state").unwrap();
@@ -490,8 +507,15 @@ async fn the_flow_sends_pkce_state_and_nonce_and_refuses_forged_replayed_and_for
             edge.base
         ))
         .await;
-    assert_eq!(reused.status, StatusCode::BAD_GATEWAY, "{}", reused.body);
-    assert!(fresh.session_cookie(&edge.base).is_none());
+    assert_eq!(
+        reused.status,
+        StatusCode::OK,
+        "{:?} {}",
+        reused.hops,
+        reused.body
+    );
+    assert!(reused.went_through("/interaction/"), "{:?}", reused.hops);
+    assert_eq!(reused.header("x-auth-user").as_deref(), Some("mallory"));
 
     // Another origin as the place to return to: the browser lands on `/` instead.
     let evil = Browser::new();
@@ -541,6 +565,73 @@ async fn two_tabs_signing_in_at_once_both_end_signed_in() {
     assert_eq!(after.hops.len(), 1);
 }
 
+/// One GET without following: where it sends the browser.
+async fn next_hop(browser: &Browser, url: &Url) -> Url {
+    let reply = browser.http.get(url.clone()).send().await.unwrap();
+    assert!(reply.status().is_redirection(), "{url}: {}", reply.status());
+    url.join(reply.headers()[LOCATION].to_str().unwrap())
+        .unwrap()
+}
+
+/// Two tabs whose sign-ins interleave at the provider, step by step: both are at the provider's
+/// sign-in before either comes back, so the second one replaces the grant the provider session
+/// issued the first tab's code under, and the provider refuses that code. The first tab is sent
+/// once more through the provider (now without a prompt) and ends signed in, like the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_whose_code_a_parallel_sign_in_voided_is_sent_round_once_more() {
+    let (provider, edge) = one_edge("", json!({})).await;
+    let browser = Browser::new();
+    let one = authorization_request(&browser, &format!("{}/tab/1", edge.base)).await;
+    let two = authorization_request(&browser, &format!("{}/tab/2", edge.base)).await;
+    // Both tabs reach the provider's sign-in, then both finish it, the first one first.
+    let (one, two) = (
+        next_hop(&browser, &one).await,
+        next_hop(&browser, &two).await,
+    );
+    assert!(one.path().starts_with("/interaction/"), "{one}");
+    assert!(two.path().starts_with("/interaction/"), "{two}");
+    let (one, two) = (
+        next_hop(&browser, &one).await,
+        next_hop(&browser, &two).await,
+    );
+    let (one, two) = (
+        callback_url(&browser, &one).await,
+        callback_url(&browser, &two).await,
+    );
+    let first = browser.open(one.as_str()).await;
+    assert_eq!(
+        first.status,
+        StatusCode::OK,
+        "{:?} {}",
+        first.hops,
+        first.body
+    );
+    assert_eq!(first.url.path(), "/tab/1");
+    assert_eq!(first.header("x-auth-user").as_deref(), Some("alice"));
+    // The code was refused once and the tab went round once more, without a prompt.
+    assert_eq!(
+        first
+            .hops
+            .iter()
+            .filter(|(u, _)| u.path().ends_with("/callback"))
+            .count(),
+        2,
+        "{:?}",
+        first.hops
+    );
+    assert!(!first.went_through("/interaction/"), "{:?}", first.hops);
+    let second = browser.open(two.as_str()).await;
+    assert_eq!(second.status, StatusCode::OK, "{:?}", second.hops);
+    assert_eq!(second.url.path(), "/tab/2");
+    assert_eq!(provider.token_requests("authorization_code").await, 3);
+    let logs = edge.proxy.logs();
+    assert!(
+        logs.contains("refused the sign-in's code; starting the sign-in once more"),
+        "{logs}"
+    );
+    assert!(logs.contains("answered 400 (invalid_grant)"), "{logs}");
+}
+
 /// Signs a fresh browser in; the visit's status when the provider's answer was tampered with.
 async fn sign_in_with(provider: &OidcProvider, edge: &Edge, mode: &str) -> (Browser, Visit) {
     provider.tamper(mode).await;
@@ -580,10 +671,34 @@ async fn every_bad_id_token_is_refused_with_a_page_and_no_session() {
             "{mode}: a session"
         );
     }
-    // The provider answering the code with an error: a page, no session.
-    let (browser, visit) = sign_in_with(&provider, &edge, "error").await;
-    assert_eq!(visit.status, StatusCode::BAD_GATEWAY);
+    // The provider refusing the code (invalid_grant): the browser goes round once more; the
+    // provider refusing that code too gets a page and no session, never a loop.
+    provider
+        .control("tamper", json!({"mode": "error", "times": 2}))
+        .await;
+    let browser = Browser::new();
+    let visit = browser.open(&format!("{}/page", edge.base)).await;
+    assert_eq!(visit.status, StatusCode::BAD_GATEWAY, "{:?}", visit.hops);
+    assert!(visit.body.contains("Sign-in failed"), "{}", visit.body);
+    let callbacks = |v: &Visit| {
+        v.hops
+            .iter()
+            .filter(|(u, _)| u.path().ends_with("/callback"))
+            .count()
+    };
+    assert_eq!(callbacks(&visit), 2, "{:?}", visit.hops);
     assert!(browser.session_cookie(&edge.base).is_none());
+    // Refused once only: the second round signs in.
+    let (browser, visit) = sign_in_with(&provider, &edge, "error").await;
+    assert_eq!(
+        visit.status,
+        StatusCode::OK,
+        "{:?} {}",
+        visit.hops,
+        visit.body
+    );
+    assert_eq!(callbacks(&visit), 2, "{:?}", visit.hops);
+    assert!(browser.session_cookie(&edge.base).is_some());
     // A provider clock 30 s fast is within the 60 s skew: accepted.
     let (browser, visit) = sign_in_with(&provider, &edge, "iat_ahead_30s").await;
     assert_eq!(visit.status, StatusCode::OK, "clock skew: {}", visit.body);
@@ -656,9 +771,7 @@ async fn an_unreachable_provider_is_a_503_page_not_a_500() {
     let ports = Ports::free();
     let client = Client::for_proxy("sg", ports.port);
     let dead = format!("http://127.0.0.1:{}", common::free_port());
-    let app = EchoUpstream::start("app").await;
-    let (text, files) = config(ports, app.addr, &dead, &client, "kind = \"memory\"", "");
-    let proxy = Proxy::start_on_ports(&text, &files, &[], ports);
+    let edge = edge_at(ports, &dead, &client, "kind = \"memory\"", "", |t| t).await;
     let browser = Browser::new();
     let visit = browser
         .open(&format!("http://127.0.0.1:{}/page", ports.port))
@@ -670,7 +783,7 @@ async fn an_unreachable_provider_is_a_503_page_not_a_500() {
         visit.body
     );
     assert!(visit.body.contains("cannot be reached"));
-    assert!(proxy.logs().contains("sign-in is unavailable"));
+    assert!(edge.proxy.logs().contains("sign-in is unavailable"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1103,20 +1216,20 @@ async fn client_secret_post_userinfo_another_prefix_and_control_header_logins_si
     client.backchannel_logout_uri = Some(format!("{base}/sso/backchannel-logout"));
     client.auth_method = "client_secret_post".into();
     let provider = OidcProvider::start(std::slice::from_ref(&client), json!({}));
-    let app = EchoUpstream::start("app").await;
-    let (text, files) = config(
+    let edge = edge_at(
         ports,
-        app.addr,
         &provider.issuer,
         &client,
         "kind = \"memory\"",
         "client_auth = \"client_secret_post\"\nuserinfo = true",
-    );
-    let text = text.replace(
-        "[[route]]\npath_prefix = \"/public\"",
-        "[oidc]\npath_prefix = \"/sso\"\n\n[[route]]\npath_prefix = \"/login\"\nupstream = \"app\"\nauth = \"public\"\naccept_login = true\n\n[[route]]\npath_prefix = \"/public\"",
-    );
-    let proxy = Proxy::start_on_ports(&text, &files, &[], ports);
+        |text| {
+            text.replace(
+                "[[route]]\npath_prefix = \"/public\"",
+                "[oidc]\npath_prefix = \"/sso\"\n\n[[route]]\npath_prefix = \"/login\"\nupstream = \"app\"\nauth = \"public\"\naccept_login = true\n\n[[route]]\npath_prefix = \"/public\"",
+            )
+        },
+    )
+    .await;
 
     let browser = Browser::new();
     let visit = browser.open(&format!("{base}/page")).await;
@@ -1168,7 +1281,7 @@ async fn client_secret_post_userinfo_another_prefix_and_control_header_logins_si
     let echo: Echo = page.json().await.unwrap();
     assert_eq!(echo.get("x-auth-user"), Some("carol"));
     assert_eq!(echo.get("x-auth-name"), Some("Carol App"));
-    drop(proxy);
+    drop(edge);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1206,17 +1319,8 @@ async fn over_https_the_flow_and_session_cookies_are_secure_and_the_flow_cookie_
     client.post_logout_redirect_uris = vec![format!("{base}/")];
     client.backchannel_logout_uri = None;
     let provider = OidcProvider::start(std::slice::from_ref(&client), json!({}));
-    let app = EchoUpstream::start("app").await;
-    let (text, files) = config(
-        ports,
-        app.addr,
-        &provider.issuer,
-        &client,
-        "kind = \"memory\"",
-        "",
-    );
-    let text = text
-        .replace(
+    let _edge = edge_at(ports, &provider.issuer, &client, "kind = \"memory\"", "", |text| {
+        text.replace(
             &format!("cookie_name = \"{SESSION_COOKIE}\"\nsecure = false\n"),
             "cookie_name = \"__Host-sid\"\n",
         )
@@ -1228,8 +1332,9 @@ async fn over_https_the_flow_and_session_cookies_are_secure_and_the_flow_cookie_
                 cert.chain.display(),
                 cert.key.display()
             ),
-        );
-    let _proxy = Proxy::start_on_ports(&text, &files, &[], ports);
+        )
+    })
+    .await;
     let jar = Arc::new(Jar::default());
     let pem = std::fs::read(pki.ca()).unwrap();
     let browser = Browser {
@@ -1324,16 +1429,15 @@ async fn a_discovery_document_that_changes_is_followed_and_one_naming_another_is
         .await;
     let ports = Ports::free();
     let client = Client::for_proxy("sg", ports.port);
-    let app = EchoUpstream::start("app").await;
-    let (text, _) = config(
+    let other = edge_at(
         ports,
-        app.addr,
         &provider.issuer,
         &client,
         "kind = \"memory\"",
         "",
-    );
-    let other = Proxy::start_on_ports(&text, &[("oidc-secret".into(), "x".into())], &[], ports);
+        |t| t,
+    )
+    .await;
     let browser = Browser::new();
     let visit = browser
         .open(&format!("http://127.0.0.1:{}/page", ports.port))
@@ -1345,7 +1449,10 @@ async fn a_discovery_document_that_changes_is_followed_and_one_naming_another_is
         visit.body
     );
     assert!(!visit.body.contains("evil"));
-    assert!(other.logs().contains("the discovery document names issuer"));
+    assert!(other
+        .proxy
+        .logs()
+        .contains("the discovery document names issuer"));
     assert!(browser
         .session_cookie(&format!("http://127.0.0.1:{}", ports.port))
         .is_none());
@@ -1356,17 +1463,15 @@ async fn a_client_starting_too_many_sign_ins_gets_429() {
     let ports = Ports::free();
     let client = Client::for_proxy("sg", ports.port);
     let provider = OidcProvider::start(std::slice::from_ref(&client), json!({}));
-    let app = EchoUpstream::start("app").await;
-    let (text, files) = config(
+    let edge = edge_at(
         ports,
-        app.addr,
         &provider.issuer,
         &client,
         "kind = \"memory\"",
         "",
-    );
-    let text = format!("{text}\n[oidc]\nmax_sign_ins_per_client = 3\n");
-    let proxy = Proxy::start_on_ports(&text, &files, &[], ports);
+        |text| format!("{text}\n[oidc]\nmax_sign_ins_per_client = 3\n"),
+    )
+    .await;
     let base = format!("http://127.0.0.1:{}", ports.port);
     let mut statuses = Vec::new();
     for _ in 0..5 {
@@ -1385,5 +1490,5 @@ async fn a_client_starting_too_many_sign_ins_gets_429() {
     let started = statuses.iter().filter(|s| **s == 302).count();
     assert!((3..=4).contains(&started), "{statuses:?}");
     assert!(statuses.contains(&429), "{statuses:?}");
-    assert!(proxy.logs().contains("max_sign_ins_per_client"));
+    assert!(edge.proxy.logs().contains("max_sign_ins_per_client"));
 }

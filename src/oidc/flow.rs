@@ -53,6 +53,10 @@ pub struct Flow {
     pub return_to: String,
     /// SHA-256 of the flow cookie's value.
     pub binding: String,
+    /// Whether this flow restarts one whose code the provider refused (it is not restarted
+    /// again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restarted: bool,
 }
 
 impl Flow {
@@ -217,6 +221,25 @@ mod tests {
     }
 
     #[test]
+    fn a_flow_stored_before_restarts_existed_reads_as_a_first_flow() {
+        let old = br#"{"provider":"corp","nonce":"n","verifier":"v","redirect_uri":"https://app/cb","return_to":"/","binding":"b"}"#;
+        let flow: Flow = serde_json::from_slice(old).unwrap();
+        assert!(!flow.restarted);
+        let again = serde_json::to_vec(&flow).unwrap();
+        assert_eq!(
+            again.as_slice(),
+            old.as_slice(),
+            "a first flow is stored as before"
+        );
+        let restarted = Flow {
+            restarted: true,
+            ..flow
+        };
+        let bytes = serde_json::to_vec(&restarted).unwrap();
+        assert!(serde_json::from_slice::<Flow>(&bytes).unwrap().restarted);
+    }
+
+    #[test]
     fn a_flow_is_bound_to_its_cookie_value_only() {
         let flow = Flow {
             provider: "corp".into(),
@@ -225,6 +248,7 @@ mod tests {
             redirect_uri: "https://app/cb".into(),
             return_to: "/".into(),
             binding: hashed("secret-value"),
+            restarted: false,
         };
         assert!(flow.bound_to("secret-value"));
         assert!(!flow.bound_to("secret-valuE"));

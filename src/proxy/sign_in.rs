@@ -156,6 +156,18 @@ pub async fn start(
     origin: &Origin<'_>,
     return_to: &str,
 ) -> LocalResponse {
+    begin(state, provider, origin, return_to, false).await
+}
+
+/// [`start`], for a first flow or (`restarted`) the one restart of a flow whose code the
+/// provider refused.
+async fn begin(
+    state: &GatewayState,
+    provider: &Provider,
+    origin: &Origin<'_>,
+    return_to: &str,
+    restarted: bool,
+) -> LocalResponse {
     let name = provider.name();
     let limiter = crate::oidc::limit::SignInLimiter::global();
     if !limiter.admit(
@@ -199,6 +211,7 @@ pub async fn start(
         redirect_uri: redirect_uri.clone(),
         return_to: return_to.to_string(),
         binding: flow::hashed(&binding),
+        restarted,
     };
     let ttl_ms = u64::try_from(settings.flow_timeout.as_millis()).unwrap_or(u64::MAX);
     let stored = state
@@ -546,6 +559,22 @@ async fn callback(
     .await
     {
         Ok(t) => t,
+        // A provider session holds one grant per client: when two tabs of one browser sign in
+        // at once, the later sign-in can replace the grant the earlier tab's code was issued
+        // under, and the provider then refuses that code (oidc-provider does; Keycloak's
+        // codes are bound to its client session the same way). This browser proved it started
+        // the flow, so it is sent once through a new flow, which the provider's session now
+        // answers without asking the user again. A second refusal is shown.
+        Err(e @ HttpError::Status { status: 400, .. })
+            if !flow.restarted && e.oauth_code() == Some("invalid_grant") =>
+        {
+            info!(
+                provider = name,
+                error = %e,
+                "the identity provider refused the sign-in's code; starting the sign-in once more"
+            );
+            return response(begin(state, provider, origin, &flow.return_to, true).await);
+        }
         Err(e) => return response(provider_failed(name, &e)),
     };
     let now = crate::session::lifecycle::now_ms();
@@ -932,70 +961,68 @@ pub async fn refresh_if_due(state: &GatewayState, ctx: &mut RequestCtx) -> Refre
         // Another request refreshes (or the store cannot say): the tokens at hand serve.
         Ok(false) | Err(_) => return Refreshed::Keep,
     }
+    let result = refresh_locked(state, ctx, provider, &key, &sub, now).await;
+    let _ = store.take_aux(Aux::RefreshLock, &lock).await;
+    result
+}
+
+/// Puts `prepared` in place of the request's session.
+fn serve_as(ctx: &mut RequestCtx, prepared: Arc<crate::session::PreparedSession>) {
+    if let SessionState::Active(a) | SessionState::Stale(a) = &mut ctx.session {
+        a.session = prepared;
+    }
+}
+
+/// The refresh itself, with the session's refresh lock held.
+async fn refresh_locked(
+    state: &GatewayState,
+    ctx: &mut RequestCtx,
+    provider: &Arc<Provider>,
+    key: &crate::session::StoreKey,
+    sub: &str,
+    now: u64,
+) -> Refreshed {
     // The copy at hand may be a cached one from before another instance's refresh: the
     // record is read again, and a refresh already done is taken instead of redone (a refresh
     // token used twice makes providers that rotate them revoke the whole grant).
-    let link = match state.sessions.reload(&key, now).await {
-        Ok(Some(fresh)) => {
-            let fresh_link = fresh.provider.clone();
-            if let SessionState::Active(a) | SessionState::Stale(a) = &mut ctx.session {
-                a.session = fresh;
-            }
-            match fresh_link {
-                Some(l) if l.refresh_at != 0 && l.refresh_at <= now => l,
-                _ => {
-                    let _ = store.take_aux(Aux::RefreshLock, &lock).await;
-                    return Refreshed::Keep;
-                }
-            }
-        }
-        Ok(None) | Err(_) => {
-            let _ = store.take_aux(Aux::RefreshLock, &lock).await;
-            return Refreshed::Keep;
-        }
-    };
-    let Some(refresh_token) = link.refresh_token.clone() else {
-        let _ = store.take_aux(Aux::RefreshLock, &lock).await;
+    let Ok(Some(fresh)) = state.sessions.reload(key, now).await else {
         return Refreshed::Keep;
     };
-    let outcome = refresh(provider, &link, &refresh_token, now).await;
-    let result = match outcome {
-        Ok(next) => match state.sessions.replace_provider_link(&key, next, now).await {
-            Ok(Replaced::Done(prepared)) => {
-                if let SessionState::Active(a) | SessionState::Stale(a) = &mut ctx.session {
-                    a.session = prepared;
-                }
-                Refreshed::Keep
-            }
-            Ok(Replaced::NoSession) => Refreshed::Keep,
+    let link = fresh.provider.clone();
+    serve_as(ctx, fresh);
+    let Some(link) = link.filter(|l| l.refresh_at != 0 && l.refresh_at <= now) else {
+        return Refreshed::Keep;
+    };
+    let Some(refresh_token) = link.refresh_token.clone() else {
+        return Refreshed::Keep;
+    };
+    match refresh(provider, &link, &refresh_token, now).await {
+        Ok(next) => match state.sessions.replace_provider_link(key, next, now).await {
+            Ok(Replaced::Done(prepared)) => serve_as(ctx, prepared),
+            Ok(Replaced::NoSession) => {}
             Err(e) => {
-                warn!(error = %e, kind = e.kind(), "could not store refreshed provider tokens");
-                Refreshed::Keep
+                warn!(error = %e, kind = e.kind(), "could not store refreshed provider tokens")
             }
         },
         Err(RefreshError::Refused(why)) => {
             warn!(provider = provider.name(), session = key.log_tag(), reason = %why, "the identity provider refused a token refresh; the session ends");
-            if let Err(e) = state.sessions.end_unrefreshable(&key, &sub).await {
+            if let Err(e) = state.sessions.end_unrefreshable(key, sub).await {
                 warn!(error = %e, kind = e.kind(), "could not end a session whose refresh was refused");
             }
-            Refreshed::Ended
+            return Refreshed::Ended;
         }
         Err(RefreshError::Unavailable(why)) => {
             warn!(provider = provider.name(), reason = %why, "a token refresh failed for want of the identity provider; the session is kept");
             let mut later = (*link).clone();
             later.refresh_at = now + u64::try_from(REFRESH_RETRY.as_millis()).unwrap_or(30_000);
             if let Ok(Replaced::Done(prepared)) =
-                state.sessions.replace_provider_link(&key, later, now).await
+                state.sessions.replace_provider_link(key, later, now).await
             {
-                if let SessionState::Active(a) | SessionState::Stale(a) = &mut ctx.session {
-                    a.session = prepared;
-                }
+                serve_as(ctx, prepared);
             }
-            Refreshed::Keep
         }
-    };
-    let _ = store.take_aux(Aux::RefreshLock, &lock).await;
-    result
+    }
+    Refreshed::Keep
 }
 
 enum RefreshError {

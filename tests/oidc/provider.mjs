@@ -296,6 +296,8 @@ function buildProvider() {
   p.use(tokenMiddleware);
   p.on('server_error', (ctx, err) => console.error('[oidc-fixture] server_error', err));
   p.on('backchannel.error', (ctx, err, client) => log('backchannel.error', client.clientId, err.message));
+  p.on('grant.error', (ctx, err) => log('grant.error', err.message, err.error_description || ''));
+  p.on('authorization.error', (ctx, err) => log('authorization.error', err.message, err.error_description || ''));
   return p;
 }
 
@@ -370,7 +372,8 @@ async function tokenMiddleware(ctx, next) {
     const wanted = tamper.mode === 'refresh_invalid_grant' ? 'refresh_token' : tamper.grant;
     if (grantType === wanted) {
       const { mode } = tamper;
-      tamper = null;
+      tamper.times -= 1;
+      if (tamper.times <= 0) tamper = null;
       log('tamper', mode, grantType);
       if (mode === 'hang') {
         await new Promise((resolve) => {
@@ -400,7 +403,8 @@ async function tokenMiddleware(ctx, next) {
     } catch { /* ignore */ }
     if (tamper && !PRE_MODES.has(tamper.mode) && tamper.grant === grantType) {
       const { mode } = tamper;
-      tamper = null;
+      tamper.times -= 1;
+      if (tamper.times <= 0) tamper = null;
       const clientId = ctx.oidc.client?.clientId;
       ctx.body = { ...ctx.body, id_token: await tamperIdToken(mode, ctx.body.id_token, clientById.get(clientId)) };
       log('tamper', mode, grantType);
@@ -545,7 +549,7 @@ async function handleControl(req, res, url) {
     }
     case 'POST /test/tamper': {
       if (!TAMPER_MODES.has(body.mode)) return sendJson(res, 400, { error: `unknown mode ${body.mode}` });
-      tamper = { mode: body.mode, grant: body.grant || 'authorization_code' };
+      tamper = { mode: body.mode, grant: body.grant || 'authorization_code', times: Number(body.times || 1) };
       return sendJson(res, 200, { ok: true, tamper });
     }
     case 'POST /test/rotate': {
