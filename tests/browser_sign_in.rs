@@ -2,7 +2,8 @@
 //! `tests/oidc/browser.mjs` (puppeteer-core over the DevTools protocol), opens a protected page
 //! of an app that has no login code, is sent through the real OpenID provider and back, sees
 //! the page with the user's name, opens two tabs that sign in at once (both end signed in),
-//! signs out at the edge and at the provider, and is signed out. Screenshots of every open
+//! follows a sign-out link on another site (asked first, still signed in), signs out with the
+//! proxy's button at the edge and at the provider, and is signed out. Screenshots of every open
 //! page are written to `target/browser-screenshots/` when a step fails.
 
 mod common;
@@ -92,6 +93,8 @@ login = "corp"
         "logout_url": format!("{base}/_sessiongate/oidc/logout"),
         "screenshots": shots,
         "two_tabs": true,
+        // localhost (the provider) is another site than 127.0.0.1 (the proxy).
+        "cross_site_from": format!("{}/.well-known/openid-configuration", provider.issuer),
         "chromium": chromium(),
     });
     let out = tokio::task::spawn_blocking(move || {
@@ -124,5 +127,13 @@ login = "corp"
         "{logs}"
     );
     assert!(logs.contains("session ended at sign-out"), "{logs}");
+    assert_eq!(
+        report["steps"].as_array().map(|s| s
+            .iter()
+            .filter(|s| s["step"] == "cross_site_logout_asked")
+            .count()),
+        Some(1),
+        "{report}"
+    );
     drop(provider);
 }

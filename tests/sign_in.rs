@@ -805,9 +805,58 @@ async fn rp_initiated_logout_ends_the_session_and_then_the_providers() {
     );
     let cookie = browser.session_cookie(&edge.base).unwrap();
 
+    // Another site's page making the browser sign out (an image, a form, a link): asked, not
+    // signed out.
+    let logout_url = format!("{}/_sessiongate/oidc/logout", edge.base);
+    for (method, header, value) in [
+        (reqwest::Method::GET, "sec-fetch-site", "cross-site"),
+        (reqwest::Method::GET, "sec-fetch-site", "same-site"),
+        (reqwest::Method::POST, "origin", "https://evil.example"),
+        (reqwest::Method::POST, "origin", "null"),
+        (reqwest::Method::GET, "referer", "https://evil.example/page"),
+        (
+            reqwest::Method::GET,
+            "referer",
+            &format!("{}.evil.example/", edge.base),
+        ),
+    ] {
+        let asked = browser
+            .http
+            .request(method.clone(), &logout_url)
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(asked.status(), StatusCode::OK, "{method} {header}: {value}");
+        assert!(asked.headers().get(SET_COOKIE).is_none());
+        let html = asked.text().await.unwrap();
+        assert!(
+            html.contains("<form method=\"post\" action=\"/_sessiongate/oidc/logout\">"),
+            "{html}"
+        );
+        let still = with_cookie(format!("{}/page", edge.base), &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(still.status(), StatusCode::OK, "{method} {header}: {value}");
+    }
+    let wrong = browser.http.delete(&logout_url).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // HEAD is safe: it never signs out.
+    let head = browser.http.head(&logout_url).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    let still = with_cookie(format!("{}/page", edge.base), &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), StatusCode::OK, "after HEAD");
+
+    // The page's button: a POST from this origin signs out.
     let out = browser
         .http
-        .get(format!("{}/_sessiongate/oidc/logout", edge.base))
+        .post(&logout_url)
+        .header("origin", edge.base.as_str())
+        .header("sec-fetch-site", "same-origin")
         .send()
         .await
         .unwrap();

@@ -331,7 +331,20 @@ pub async fn answer(
                 ),
             }
         }
-        Endpoint::Logout => logout(state, session, ctx).await,
+        Endpoint::Logout => match method {
+            http::Method::GET | http::Method::POST
+                if sign_out_intended(&session.req_header().headers, origin) =>
+            {
+                logout(state, session, ctx).await
+            }
+            // A page of another site (an image, a form, a link) cannot sign the user out:
+            // they are asked, and the button posts from this origin.
+            http::Method::GET | http::Method::HEAD | http::Method::POST => {
+                confirm_sign_out(&format!("{}/logout", state.config.oidc_prefix))
+            }
+            _ => LocalResponse::text(405, "Method not allowed.\n")
+                .with_header("allow", "GET, HEAD, POST".into()),
+        },
         Endpoint::Backchannel => backchannel(state, session, ctx).await?,
     };
     response.send(session, ctx).await?;
@@ -709,6 +722,51 @@ fn token_refused(provider: &str, why: &dyn std::fmt::Display) -> LocalResponse {
 
 /// Ends the request's session; then, for a session a provider signed in, sends the browser to
 /// the provider's `end_session_endpoint` (with `id_token_hint`) to end the provider's too.
+/// Whether `source` (an `Origin` or `Referer` value) is of `origin`.
+fn same_origin(source: &str, origin: &Origin<'_>) -> bool {
+    let scheme = if origin.https { "https://" } else { "http://" };
+    let Some(rest) = source
+        .get(..scheme.len())
+        .filter(|s| s.eq_ignore_ascii_case(scheme))
+        .map(|_| &source[scheme.len()..])
+    else {
+        return false;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    rest[..end].eq_ignore_ascii_case(origin.authority)
+}
+
+/// Whether a sign-out request is the user's own: typed or bookmarked, or from a page of this
+/// origin; not one another site's page makes the browser send (logout CSRF). Fetch Metadata
+/// decides where the browser sends it; an older browser's `Origin` or `Referer` otherwise; a
+/// request with neither (a script, a privacy-minded browser) is taken as meant.
+fn sign_out_intended(headers: &http::HeaderMap, origin: &Origin<'_>) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    match headers
+        .get(http::header::ORIGIN)
+        .or_else(|| headers.get(http::header::REFERER))
+        .map(|v| v.to_str().unwrap_or("null"))
+    {
+        None => true,
+        Some(source) => same_origin(source, origin),
+    }
+}
+
+/// The page that asks before signing out: its button posts to the sign-out path from this
+/// origin.
+fn confirm_sign_out(action: &str) -> LocalResponse {
+    LocalResponse::owned(
+        200,
+        "text/html; charset=utf-8",
+        format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign out?</title></head><body><h1>Sign out?</h1><form method=\"post\" action=\"{}\"><button type=\"submit\" id=\"sign-out\">Sign out</button></form><p><a href=\"/\">Stay signed in</a></p></body></html>\n",
+            escape_html(action)
+        ),
+    )
+}
+
 async fn logout(state: &GatewayState, session: &Session, ctx: &RequestCtx) -> LocalResponse {
     let now = ctx.now_ms;
     let Some(key) = carried_key(state, session) else {
@@ -1101,4 +1159,93 @@ async fn verify_refreshed(
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(https: bool) -> Origin<'static> {
+        Origin {
+            https,
+            authority: "app.example:8443",
+            client: None,
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, http::HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn only_this_origin_is_the_same_origin() {
+        let o = origin(true);
+        for same in [
+            "https://app.example:8443",
+            "https://app.example:8443/",
+            "HTTPS://APP.example:8443/x?y",
+            "https://app.example:8443#f",
+        ] {
+            assert!(same_origin(same, &o), "{same}");
+        }
+        for other in [
+            "http://app.example:8443",
+            "https://app.example",
+            "https://app.example:8443.evil.example/",
+            "https://app.example:84430/",
+            "https://evil.example/https://app.example:8443",
+            "null",
+            "",
+            "https:",
+        ] {
+            assert!(!same_origin(other, &o), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_sign_out_from_another_site_is_not_intended() {
+        let o = origin(true);
+        for meant in [
+            headers(&[]),
+            headers(&[("sec-fetch-site", "none")]),
+            headers(&[("sec-fetch-site", "same-origin")]),
+            // Fetch Metadata, where sent, decides over a Referer.
+            headers(&[
+                ("sec-fetch-site", "same-origin"),
+                ("referer", "https://evil.example/"),
+            ]),
+            headers(&[("origin", "https://app.example:8443")]),
+            headers(&[("referer", "https://app.example:8443/account")]),
+        ] {
+            assert!(sign_out_intended(&meant, &o), "{meant:?}");
+        }
+        for forged in [
+            headers(&[("sec-fetch-site", "cross-site")]),
+            headers(&[("sec-fetch-site", "same-site")]),
+            headers(&[
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "https://app.example:8443"),
+            ]),
+            headers(&[("origin", "null")]),
+            headers(&[("origin", "https://evil.example")]),
+            headers(&[("referer", "https://evil.example/app.example:8443")]),
+        ] {
+            assert!(!sign_out_intended(&forged, &o), "{forged:?}");
+        }
+    }
+
+    #[test]
+    fn the_sign_out_question_posts_to_the_escaped_path() {
+        let page = confirm_sign_out("/_sg/\"><x>/logout");
+        let body = page.body;
+        assert!(
+            body.contains("action=\"/_sg/&quot;&gt;&lt;x&gt;/logout\""),
+            "{body}"
+        );
+        assert!(!body.contains("<x>"));
+    }
 }

@@ -7,7 +7,9 @@
 // Optional keys: "chromium" (path, default /usr/bin/chromium or $CHROMIUM),
 //   "timeout_ms" (per navigation, default 20000),
 //   "expect_provider_login" (default true: after logout the provider must
-//   sign the user in again, i.e. the flow passes its /interaction/ page).
+//   sign the user in again, i.e. the flow passes its /interaction/ page),
+//   "cross_site_from" (a page of another origin: the sign-out is started
+//   there by a link, must be asked about, and is confirmed with #sign-out).
 // Prints one JSON line: {"ok":true,"steps":[...]} or
 // {"ok":false,"error":"...","steps":[...],"screenshots":[...]} (exit code 1).
 
@@ -117,7 +119,29 @@ async function main() {
 
   // (c) logout, confirm at the provider, then the app must send us back to it.
   if (opts.logout_url) {
-    const lr = await logoutPage.goto(opts.logout_url, { waitUntil: 'load', timeout: TIMEOUT });
+    let lr;
+    if (opts.cross_site_from) {
+      // A link on another site's page: the proxy must ask, and sign out only on its button.
+      await logoutPage.goto(opts.cross_site_from, { waitUntil: 'load', timeout: TIMEOUT });
+      const asked = logoutPage.waitForNavigation({ waitUntil: 'load', timeout: TIMEOUT });
+      await logoutPage.evaluate((u) => { window.location.href = u; }, opts.logout_url);
+      await asked;
+      if (!(await logoutPage.$('#sign-out'))) {
+        fail(`cross-site sign-out: not asked first: ${logoutPage.url()} ${(await logoutPage.content()).slice(0, 300)}`);
+      }
+      const still = await logoutPage.evaluate(
+        async (u) => (await fetch(u, { redirect: 'manual', credentials: 'same-origin' })).status,
+        opts.url,
+      );
+      if (still !== 200) fail(`cross-site sign-out: signed out before the button (${still})`);
+      steps.push({ step: 'cross_site_logout_asked', still_signed_in: still });
+      [lr] = await Promise.all([
+        logoutPage.waitForNavigation({ waitUntil: 'load', timeout: TIMEOUT }),
+        logoutPage.click('#sign-out'),
+      ]);
+    } else {
+      lr = await logoutPage.goto(opts.logout_url, { waitUntil: 'load', timeout: TIMEOUT });
+    }
     const lhops = lr ? hopsOf(lr) : [];
     let confirmed = false;
     if (await logoutPage.$('#confirm')) {
