@@ -43,6 +43,14 @@ impl Visit {
         self.echo().get(name).map(String::from)
     }
 
+    /// How many times the browser came back to the callback on the way.
+    fn callbacks(&self) -> usize {
+        self.hops
+            .iter()
+            .filter(|(u, _)| u.path().ends_with("/callback"))
+            .count()
+    }
+
     fn went_through(&self, needle: &str) -> bool {
         self.hops.iter().any(|(u, _)| u.as_str().contains(needle))
     }
@@ -609,16 +617,7 @@ async fn a_tab_whose_code_a_parallel_sign_in_voided_is_sent_round_once_more() {
     assert_eq!(first.url.path(), "/tab/1");
     assert_eq!(first.header("x-auth-user").as_deref(), Some("alice"));
     // The code was refused once and the tab went round once more, without a prompt.
-    assert_eq!(
-        first
-            .hops
-            .iter()
-            .filter(|(u, _)| u.path().ends_with("/callback"))
-            .count(),
-        2,
-        "{:?}",
-        first.hops
-    );
+    assert_eq!(first.callbacks(), 2, "{:?}", first.hops);
     assert!(!first.went_through("/interaction/"), "{:?}", first.hops);
     let second = browser.open(two.as_str()).await;
     assert_eq!(second.status, StatusCode::OK, "{:?}", second.hops);
@@ -680,13 +679,7 @@ async fn every_bad_id_token_is_refused_with_a_page_and_no_session() {
     let visit = browser.open(&format!("{}/page", edge.base)).await;
     assert_eq!(visit.status, StatusCode::BAD_GATEWAY, "{:?}", visit.hops);
     assert!(visit.body.contains("Sign-in failed"), "{}", visit.body);
-    let callbacks = |v: &Visit| {
-        v.hops
-            .iter()
-            .filter(|(u, _)| u.path().ends_with("/callback"))
-            .count()
-    };
-    assert_eq!(callbacks(&visit), 2, "{:?}", visit.hops);
+    assert_eq!(visit.callbacks(), 2, "{:?}", visit.hops);
     assert!(browser.session_cookie(&edge.base).is_none());
     // Refused once only: the second round signs in.
     let (browser, visit) = sign_in_with(&provider, &edge, "error").await;
@@ -697,7 +690,7 @@ async fn every_bad_id_token_is_refused_with_a_page_and_no_session() {
         visit.hops,
         visit.body
     );
-    assert_eq!(callbacks(&visit), 2, "{:?}", visit.hops);
+    assert_eq!(visit.callbacks(), 2, "{:?}", visit.hops);
     assert!(browser.session_cookie(&edge.base).is_some());
     // A provider clock 30 s fast is within the 60 s skew: accepted.
     let (browser, visit) = sign_in_with(&provider, &edge, "iat_ahead_30s").await;
