@@ -148,7 +148,8 @@ impl Reloader {
             crate::metrics::certificates_loaded(&tls.certificates);
         }
         let pools = Arc::new(Pools::new(&next.upstreams));
-        let state = GatewayState::new(next, self.backend.clone(), pools.clone());
+        let mut state = GatewayState::new(next, self.backend.clone(), pools.clone());
+        state.providers.carry_over(&running.providers);
         self.state.store(Arc::new(state));
         Ok(pools)
     }

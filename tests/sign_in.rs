@@ -1326,6 +1326,18 @@ async fn client_secret_post_userinfo_another_prefix_and_control_header_logins_si
     drop(edge);
 }
 
+/// Sends SIGHUP and waits until the proxy says it reloaded.
+async fn reload(proxy: &Proxy) {
+    let before = proxy.log_lines_with("configuration reloaded").len();
+    proxy.signal("-HUP");
+    common::eventually(Duration::from_secs(10), "no reload logged", || {
+        proxy.log_lines_with("configuration reloaded").len() > before
+    })
+    .await;
+}
+
+/// The provider stops giving its discovery document and keys: what was fetched keeps serving,
+/// across a reload too, as long as the provider's settings stay the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn known_keys_and_metadata_keep_serving_while_the_provider_cannot_give_them() {
     let (provider, edge) = one_edge("", json!({})).await;
@@ -1343,6 +1355,54 @@ async fn known_keys_and_metadata_keep_serving_while_the_provider_cannot_give_the
     let (browser, visit) = sign_in_with(&provider, &edge, "unknown_key").await;
     assert_eq!(visit.status, StatusCode::BAD_GATEWAY, "{}", visit.body);
     assert!(browser.session_cookie(&edge.base).is_none());
+    let (browser, visit) = sign_in_with(&provider, &edge, "none").await;
+    assert_eq!(visit.status, StatusCode::OK, "{}", visit.body);
+    assert!(browser.session_cookie(&edge.base).is_some());
+
+    // A reload that leaves the provider's settings as they are keeps what was fetched: sign-ins
+    // go on while the provider still cannot give its discovery document or keys.
+    common::eventually(Duration::from_secs(10), "no SIGHUP handler", || {
+        !edge
+            .proxy
+            .log_lines_with("reloads the configuration on SIGHUP")
+            .is_empty()
+    })
+    .await;
+    let text = std::fs::read_to_string(edge.proxy.config_path()).unwrap();
+    std::fs::write(
+        edge.proxy.config_path(),
+        text.replace("path_prefix = \"/public\"", "path_prefix = \"/pub\""),
+    )
+    .unwrap();
+    reload(&edge.proxy).await;
+    let (browser, visit) = sign_in_with(&provider, &edge, "none").await;
+    assert_eq!(
+        visit.status,
+        StatusCode::OK,
+        "after a reload: {}",
+        visit.body
+    );
+    assert!(browser.session_cookie(&edge.base).is_some());
+    // A provider whose settings changed starts afresh: with discovery hanging, its sign-ins
+    // wait for the provider again (a 503 page within the deadline), and work once it answers.
+    std::fs::write(
+        edge.proxy.config_path(),
+        text.replace("timeout = \"2s\"", "timeout = \"3s\""),
+    )
+    .unwrap();
+    reload(&edge.proxy).await;
+    let (browser, visit) = sign_in_with(&provider, &edge, "none").await;
+    assert_eq!(
+        visit.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        visit.body
+    );
+    assert!(browser.session_cookie(&edge.base).is_none());
+    provider
+        .control("hang-discovery", json!({"on": false}))
+        .await;
+    provider.control("hang-jwks", json!({"on": false})).await;
     let (browser, visit) = sign_in_with(&provider, &edge, "none").await;
     assert_eq!(visit.status, StatusCode::OK, "{}", visit.body);
     assert!(browser.session_cookie(&edge.base).is_some());

@@ -332,6 +332,19 @@ impl Providers {
         Providers { list, by_issuer }
     }
 
+    /// Takes over from `previous` (the running configuration's providers) every provider whose
+    /// settings did not change, with what it has fetched (discovery document, keys) and its
+    /// connections: a reload neither makes every provider be asked again nor stops sign-ins
+    /// while a provider is down. A provider whose settings changed (its secret, its CA file's
+    /// contents, anything) starts afresh.
+    pub fn carry_over(&mut self, previous: &Providers) {
+        for slot in &mut self.list {
+            if let Some(old) = previous.list.iter().find(|p| p.settings == slot.settings) {
+                *slot = old.clone();
+            }
+        }
+    }
+
     pub fn by_name(&self, name: &str) -> Option<&Arc<Provider>> {
         self.list.iter().find(|p| p.name() == name)
     }
