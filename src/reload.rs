@@ -148,8 +148,7 @@ impl Reloader {
             crate::metrics::certificates_loaded(&tls.certificates);
         }
         let pools = Arc::new(Pools::new(&next.upstreams));
-        let mut state = GatewayState::new(next, self.backend.clone(), pools.clone());
-        state.providers.carry_over(&running.providers);
+        let state = GatewayState::new(next, self.backend.clone(), pools.clone(), Some(&running));
         self.state.store(Arc::new(state));
         Ok(pools)
     }

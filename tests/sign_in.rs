@@ -1326,9 +1326,17 @@ async fn client_secret_post_userinfo_another_prefix_and_control_header_logins_si
     drop(edge);
 }
 
-/// Sends SIGHUP and waits until the proxy says it reloaded.
-async fn reload(proxy: &Proxy) {
+/// Rewrites the proxy's configuration to `config`, sends SIGHUP and waits until the proxy says
+/// it reloaded.
+async fn reload_with(proxy: &Proxy, config: &str) {
+    common::eventually(Duration::from_secs(10), "no SIGHUP handler", || {
+        !proxy
+            .log_lines_with("reloads the configuration on SIGHUP")
+            .is_empty()
+    })
+    .await;
     let before = proxy.log_lines_with("configuration reloaded").len();
+    proxy.rewrite_config(config);
     proxy.signal("-HUP");
     common::eventually(Duration::from_secs(10), "no reload logged", || {
         proxy.log_lines_with("configuration reloaded").len() > before
@@ -1361,20 +1369,9 @@ async fn known_keys_and_metadata_keep_serving_while_the_provider_cannot_give_the
 
     // A reload that leaves the provider's settings as they are keeps what was fetched: sign-ins
     // go on while the provider still cannot give its discovery document or keys.
-    common::eventually(Duration::from_secs(10), "no SIGHUP handler", || {
-        !edge
-            .proxy
-            .log_lines_with("reloads the configuration on SIGHUP")
-            .is_empty()
-    })
-    .await;
     let text = std::fs::read_to_string(edge.proxy.config_path()).unwrap();
-    std::fs::write(
-        edge.proxy.config_path(),
-        text.replace("path_prefix = \"/public\"", "path_prefix = \"/pub\""),
-    )
-    .unwrap();
-    reload(&edge.proxy).await;
+    let routes_changed = text.replace("path_prefix = \"/public\"", "path_prefix = \"/pub\"");
+    reload_with(&edge.proxy, &routes_changed).await;
     let (browser, visit) = sign_in_with(&provider, &edge, "none").await;
     assert_eq!(
         visit.status,
@@ -1385,12 +1382,11 @@ async fn known_keys_and_metadata_keep_serving_while_the_provider_cannot_give_the
     assert!(browser.session_cookie(&edge.base).is_some());
     // A provider whose settings changed starts afresh: with discovery hanging, its sign-ins
     // wait for the provider again (a 503 page within the deadline), and work once it answers.
-    std::fs::write(
-        edge.proxy.config_path(),
-        text.replace("timeout = \"2s\"", "timeout = \"3s\""),
+    reload_with(
+        &edge.proxy,
+        &text.replace("timeout = \"2s\"", "timeout = \"3s\""),
     )
-    .unwrap();
-    reload(&edge.proxy).await;
+    .await;
     let (browser, visit) = sign_in_with(&provider, &edge, "none").await;
     assert_eq!(
         visit.status,

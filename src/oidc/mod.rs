@@ -44,6 +44,11 @@ pub fn callback_path(prefix: &str) -> String {
     format!("{prefix}/callback")
 }
 
+/// The sign-out path under `prefix`.
+pub fn logout_path(prefix: &str) -> String {
+    format!("{prefix}/logout")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -322,27 +322,22 @@ pub struct Providers {
 }
 
 impl Providers {
-    pub fn new(settings: &[IdentityProviderSettings]) -> Self {
+    /// The providers of `settings`. Each one whose settings are unchanged in `previous` (the
+    /// running configuration's providers, on a reload) is taken over from it with what it has
+    /// fetched (discovery document, keys) and its connections: a reload neither makes every
+    /// provider be asked again nor stops sign-ins while a provider is down. A provider whose
+    /// settings changed (its secret, its CA file's contents, anything) starts afresh.
+    pub fn new(settings: &[IdentityProviderSettings], previous: Option<&Providers>) -> Self {
         let mut list = Vec::new();
         let mut by_issuer: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, s) in settings.iter().enumerate() {
-            list.push(Arc::new(Provider::new(s.clone())));
+            let kept = previous
+                .and_then(|p| p.list.iter().find(|old| old.settings == *s))
+                .cloned();
+            list.push(kept.unwrap_or_else(|| Arc::new(Provider::new(s.clone()))));
             by_issuer.entry(s.issuer.clone()).or_default().push(i);
         }
         Providers { list, by_issuer }
-    }
-
-    /// Takes over from `previous` (the running configuration's providers) every provider whose
-    /// settings did not change, with what it has fetched (discovery document, keys) and its
-    /// connections: a reload neither makes every provider be asked again nor stops sign-ins
-    /// while a provider is down. A provider whose settings changed (its secret, its CA file's
-    /// contents, anything) starts afresh.
-    pub fn carry_over(&mut self, previous: &Providers) {
-        for slot in &mut self.list {
-            if let Some(old) = previous.list.iter().find(|p| p.settings == slot.settings) {
-                *slot = old.clone();
-            }
-        }
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Arc<Provider>> {

@@ -27,7 +27,7 @@ use crate::oidc::exchange::{self, Tokens};
 use crate::oidc::flow::{self, Flow};
 use crate::oidc::http::HttpError;
 use crate::oidc::verify::{self, Expect, TokenError};
-use crate::oidc::{callback_path, Endpoint, Provider};
+use crate::oidc::{callback_path, logout_path, Endpoint, Provider};
 use crate::session::control::{ControlRequest, Login, LogoutScope};
 use crate::session::record::ProviderLink;
 use crate::sessions::apply::CookieChange;
@@ -83,13 +83,21 @@ fn page(status: u16, title: &str, message: &str, link: Option<(&str, &str)>) -> 
             )
         })
         .unwrap_or_default();
+    html_page(
+        status,
+        title,
+        &format!("<p>{}</p>{link}", escape_html(message)),
+    )
+}
+
+/// An HTML page of `title` with `body` (markup, escaped by the caller) under its heading.
+fn html_page(status: u16, title: &str, body: &str) -> LocalResponse {
     LocalResponse::owned(
         status,
         "text/html; charset=utf-8",
         format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head><body><h1>{t}</h1><p>{m}</p>{link}</body></html>\n",
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head><body><h1>{t}</h1>{body}</body></html>\n",
             t = escape_html(title),
-            m = escape_html(message),
         ),
     )
 }
@@ -340,7 +348,7 @@ pub async fn answer(
             // A page of another site (an image, a form, a link) cannot sign the user out:
             // they are asked, and the button posts from this origin.
             http::Method::GET | http::Method::HEAD | http::Method::POST => {
-                confirm_sign_out(&format!("{}/logout", state.config.oidc_prefix))
+                confirm_sign_out(&logout_path(&state.config.oidc_prefix))
             }
             _ => LocalResponse::text(405, "Method not allowed.\n")
                 .with_header("allow", "GET, HEAD, POST".into()),
@@ -574,8 +582,8 @@ async fn callback(
         Ok(t) => t,
         // A provider session holds one grant per client: when two tabs of one browser sign in
         // at once, the later sign-in can replace the grant the earlier tab's code was issued
-        // under, and the provider then refuses that code (oidc-provider does; Keycloak's
-        // codes are bound to its client session the same way). This browser proved it started
+        // under, and the provider then refuses that code (oidc-provider does: its codes are
+        // bound to the grant its browser session holds). This browser proved it started
         // the flow, so it is sent once through a new flow, which the provider's session now
         // answers without asking the user again. A second refusal is shown.
         Err(e @ HttpError::Status { status: 400, .. })
@@ -720,8 +728,6 @@ fn token_refused(provider: &str, why: &dyn std::fmt::Display) -> LocalResponse {
     )
 }
 
-/// Ends the request's session; then, for a session a provider signed in, sends the browser to
-/// the provider's `end_session_endpoint` (with `id_token_hint`) to end the provider's too.
 /// Whether `source` (an `Origin` or `Referer` value) is of `origin`.
 fn same_origin(source: &str, origin: &Origin<'_>) -> bool {
     let scheme = if origin.https { "https://" } else { "http://" };
@@ -757,16 +763,18 @@ fn sign_out_intended(headers: &http::HeaderMap, origin: &Origin<'_>) -> bool {
 /// The page that asks before signing out: its button posts to the sign-out path from this
 /// origin.
 fn confirm_sign_out(action: &str) -> LocalResponse {
-    LocalResponse::owned(
+    html_page(
         200,
-        "text/html; charset=utf-8",
-        format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign out?</title></head><body><h1>Sign out?</h1><form method=\"post\" action=\"{}\"><button type=\"submit\" id=\"sign-out\">Sign out</button></form><p><a href=\"/\">Stay signed in</a></p></body></html>\n",
+        "Sign out?",
+        &format!(
+            "<form method=\"post\" action=\"{}\"><button type=\"submit\" id=\"sign-out\">Sign out</button></form><p><a href=\"/\">Stay signed in</a></p>",
             escape_html(action)
         ),
     )
 }
 
+/// Ends the request's session; then, for a session a provider signed in, sends the browser to
+/// the provider's `end_session_endpoint` (with `id_token_hint`) to end the provider's too.
 async fn logout(state: &GatewayState, session: &Session, ctx: &RequestCtx) -> LocalResponse {
     let now = ctx.now_ms;
     let Some(key) = carried_key(state, session) else {

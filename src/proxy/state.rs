@@ -61,7 +61,14 @@ fn cookie_codec(keys: &[crate::config::model::SecretBytes]) -> CookieCodec {
 
 impl GatewayState {
     /// The state for `config`; `pools` are built by the caller, which runs their health checks.
-    pub fn new(config: Config, backend: Arc<Backend>, pools: Arc<Pools>) -> Self {
+    /// On a reload, `running` is the state it replaces (its unchanged identity providers are
+    /// kept).
+    pub fn new(
+        config: Config,
+        backend: Arc<Backend>,
+        pools: Arc<Pools>,
+        running: Option<&GatewayState>,
+    ) -> Self {
         let identity = &config.identity;
         let protected: Vec<&HeaderName> = std::iter::once(&identity.assertion_header)
             .chain(identity.headers.iter().map(|(name, _)| name))
@@ -86,7 +93,8 @@ impl GatewayState {
             .iter()
             .map(|(_, claim)| claim.clone())
             .collect();
-        let providers = crate::oidc::Providers::new(&config.identity_providers);
+        let providers =
+            crate::oidc::Providers::new(&config.identity_providers, running.map(|r| &r.providers));
         GatewayState {
             providers,
             trusted: TrustedProxies::new(

@@ -160,6 +160,7 @@ pub fn build(launch: Launch) -> Result<Server, StoreError> {
         config,
         backend.clone(),
         pools,
+        None,
     )));
     let store = backend.store();
 
